@@ -1,0 +1,60 @@
+/* tests/support/support.c - service URLs, fixture paths and child programs for tests. */
+#include "support.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+const char *support_service_url(const char *var)
+{
+	const char *url = getenv(var);
+	if (!url || !*url)
+		cr_assert_fail("%s is not set: run the tests with 'make test' "
+			       "(scripts/with-services starts the services)", var);
+	return url;
+}
+
+const char *support_source_path(const char *rel)
+{
+	static char path[4096];
+	snprintf(path, sizeof path, "%s/%s", WARREN_SOURCE_DIR, rel);
+	return path;
+}
+
+int support_url_host_port(const char *url, char *host, size_t hostlen, int *port)
+{
+	const char *p = strstr(url, "://");
+	if (!p)
+		return -1;
+	p += 3;
+	const char *at = strchr(p, '@');
+	const char *slash = strchr(p, '/');
+	if (at && (!slash || at < slash))
+		p = at + 1;
+	const char *colon = strchr(p, ':');
+	if (!colon || (size_t)(colon - p) >= hostlen)
+		return -1;
+	memcpy(host, p, (size_t)(colon - p));
+	host[colon - p] = '\0';
+	*port = atoi(colon + 1);
+	return *port > 0 ? 0 : -1;
+}
+
+int support_run(const char *cmd, char *out, size_t cap)
+{
+	FILE *f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	size_t n = 0;
+	if (out && cap > 0) {
+		n = fread(out, 1, cap - 1, f);
+		out[n] = '\0';
+	}
+	char sink[4096];
+	while (fread(sink, 1, sizeof sink, f) > 0)
+		; /* drain so the child never blocks on a full pipe */
+	int status = pclose(f);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
