@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../schemas/schemas.h"
+#include "schemas/schemas.h"
 
 #define CHECK_SCRIPT WARREN_SOURCE_DIR "/tests/interop/kombu_check.py"
 

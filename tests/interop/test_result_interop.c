@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../schemas/schemas.h"
+#include "schemas/schemas.h"
 
 #define HELPER WARREN_SOURCE_DIR "/tests/interop/result_interop.py"
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../schemas/schemas.h"
+#include "schemas/schemas.h"
 
 /* math.add(a: int, b: int = 10) -> int */
 static const warren_param add_params[] = {

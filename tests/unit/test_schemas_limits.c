@@ -4,7 +4,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "../../schemas/schemas.h"
+#include "schemas/schemas.h"
 
 typedef struct unpacked {
 	msgpack_zone zone;

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../../schemas/schemas.h"
+#include "schemas/schemas.h"
 
 #define FIXTURES WARREN_SOURCE_DIR "/tests/fixtures/results/results.json"
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../schemas/schemas.h"
+#include "schemas/schemas.h"
 
 #define FIXTURE_DIR WARREN_SOURCE_DIR "/tests/fixtures/celery/"
 
