@@ -165,4 +165,98 @@ bool task_msgpack_check(const void *data, size_t len);
  * (truncated, always NUL-terminated). Returns the length it wanted. */
 size_t task_format_traceback(const task_ctx *ctx, char *buf, size_t len);
 
+
+/* ==== pools (pool.c dispatch, pool_threads.c, pool_prefork.c) ====
+ *
+ * The loop thread owns the AMQP connection and never runs a handler; a pool
+ * runs them. A job is self-contained bytes, so it can go to a thread or down a
+ * pipe to a prefork child alike. Ownership: the loop fills a job and hands it
+ * to pool_submit (the pool owns it from then on, on success only); when it is
+ * done the pool makes pool_fd() readable and pool_take_done() gives it back
+ * with its outputs filled; the loop frees it with pool_job_free().
+ */
+
+typedef struct pool_job {
+	uint64_t seq;       /* the loop's handle for the job; unique within a worker */
+	void *loop_data;    /* the loop's own per-job state; the pool never touches it */
+
+	/* inputs, owned by the job */
+	char *task_id;
+	char *task_name;
+	int retries;
+	void *headers;      /* packed msgpack map; NULL/0 = none */
+	size_t headers_len;
+	void *args;         /* packed msgpack array */
+	size_t args_len;
+	void *kwargs;       /* packed msgpack map */
+	size_t kwargs_len;
+	double soft_time_limit; /* seconds, 0 = none */
+	double time_limit;      /* hard, seconds, 0 = none; prefork only */
+
+	/* outputs, filled by the pool before pool_take_done returns the job */
+	task_status status;     /* SUCCESS, FAILURE or RETRY */
+	void *result;           /* packed msgpack result (SUCCESS); NULL = null */
+	size_t result_len;
+	char *exc_type;         /* FAILURE/RETRY: "ValueError", "TimeLimitExceeded", ... */
+	char *exc_module;       /* "builtins", "celery.exceptions", ... */
+	char *exc_message;
+	char *traceback;        /* Python-style text, may be NULL */
+	double retry_countdown; /* RETRY: seconds */
+	double runtime;         /* seconds the handler ran */
+	int64_t worker_pid;     /* process that ran it (the worker's own for threads) */
+	bool worker_lost;       /* prefork: the child died under it (crash, kill, hard limit) */
+	bool time_limit_hit;    /* prefork: killed for its hard time limit */
+} pool_job;
+
+/* Frees a job and everything it owns. NULL is a no-op. */
+void pool_job_free(pool_job *job);
+
+typedef enum pool_kind { POOL_THREADS, POOL_PREFORK } pool_kind;
+
+typedef struct pool_options {
+	pool_kind kind;
+	int concurrency;                 /* threads or children, >= 1 */
+	int max_tasks_per_child;         /* prefork: replace a child after N tasks, 0 = never */
+	long long max_memory_per_child;  /* prefork: KiB of RSS (as Celery), 0 = no limit */
+} pool_options;
+
+typedef struct pool pool;
+
+/* Starts the pool. Prefork children fork here and inherit reg, which must
+ * outlive the pool. *out is freed with pool_free(). */
+int pool_new(const pool_options *o, const registry *reg, pool **out, warren_error *err);
+
+/* Readable (for poll) whenever pool_take_done has a job to give back. */
+int pool_fd(const pool *p);
+
+/* Queues a job; the pool owns it from here on success. Jobs wait in the pool
+ * when every thread/child is busy: the loop bounds them by its prefetch. */
+int pool_submit(pool *p, pool_job *job, warren_error *err);
+
+/* One finished job, or NULL when none is ready. The caller frees it. */
+pool_job *pool_take_done(pool *p);
+
+/* Housekeeping the loop calls on its timer and whenever pool_fd is readable:
+ * enforces hard time limits, reaps and replaces dead children. */
+void pool_tick(pool *p);
+
+/* When pool_tick next needs to run (CLOCK_MONOTONIC ns), or 0 if never. */
+int64_t pool_next_deadline_ns(const pool *p);
+
+/* Stops the job with this seq: prefork signals its child (signum, e.g.
+ * SIGTERM); a queued job is taken back as REVOKED-by-the-loop. Threads: a
+ * running job cannot be stopped (WARREN_EINVAL, with a message). */
+int pool_terminate(pool *p, uint64_t seq, int signum, warren_error *err);
+
+/* Jobs submitted and not yet taken back. */
+size_t pool_pending(const pool *p);
+
+/* Stops taking jobs, waits up to grace_ms for running ones (their jobs are
+ * then taken back as usual), and stops the threads/children. Jobs never
+ * started are handed back with status TASK_PENDING so the loop can requeue. */
+int pool_close(pool *p, int grace_ms, warren_error *err);
+
+/* Frees the pool; kills whatever still runs. NULL is a no-op. */
+void pool_free(pool *p);
+
 #endif
