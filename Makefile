@@ -30,14 +30,15 @@ OPT      ?= -O2
 WARN     := -Wall -Wextra -Werror
 CFLAGS   ?= $(OPT) -g
 CFLAGS   += -std=c11 $(WARN) -fPIC -fvisibility=hidden $(EXTRA_CFLAGS)
-CPPFLAGS += -D_POSIX_C_SOURCE=200809L -Iinclude $(PKG_CFLAGS) -MMD -MP
+CPPFLAGS += -D_POSIX_C_SOURCE=200809L -Iinclude -I. $(PKG_CFLAGS) -MMD -MP
 LDFLAGS  += $(EXTRA_LDFLAGS)
 LDLIBS   += $(PKG_LIBS) -lpthread -ldl -lm
 
-MODULES  ?= common schemas config
+MODULES  ?= common schemas config broker-adapter backends
 
-# Files named *_main.c hold a binary's main() and stay out of the library.
-LIB_SRCS := $(filter-out %_main.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
+# Files named *_main.c hold a binary's main() and the CLI's producer/cli_*.c
+# stay out of the library.
+LIB_SRCS := $(filter-out %_main.c producer/cli_%.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB_A    := $(BUILD)/lib/libwarren.a
 
@@ -49,7 +50,9 @@ WORKER_A := $(BUILD)/lib/libwarren-worker.a
 LIB_SO   := $(BUILD)/lib/libwarren.so
 
 # Binaries: bin/<name>/*.c sources are listed per binary below as they appear.
-BINS     := $(BUILD)/bin/warren-demo
+BINS     := $(BUILD)/bin/warren-demo \
+	$(if $(wildcard producer/cli_main.c),$(BUILD)/bin/warren) \
+	$(if $(wildcard worker/worker_main.c),$(BUILD)/bin/warren-worker)
 
 # Plugins: each plugins/<name>.c becomes build/plugins/<name>.so.
 PLUGIN_SRCS := $(wildcard plugins/*.c)
@@ -93,6 +96,17 @@ $(LIB_SO): $(LIB_OBJS)
 $(BUILD)/bin/warren-demo: $(BUILD)/obj/producer/demo_main.o $(LIB_A)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The warren CLI: producer/cli_main.c plus producer/cli_*.c subcommands.
+CLI_SRCS := $(wildcard producer/cli_*.c)
+CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
+$(BUILD)/bin/warren: $(CLI_OBJS) $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(LIB_A) -ljansson $(LDLIBS)
+
+$(BUILD)/bin/warren-worker: $(BUILD)/obj/worker/worker_main.o $(WORKER_A) $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ -ljansson $(LDLIBS)
 
 $(BUILD)/plugins/%.so: plugins/%.c
 	@mkdir -p $(@D) $(BUILD)/obj/plugins

@@ -259,4 +259,24 @@ int pool_close(pool *p, int grace_ms, warren_error *err);
 /* Frees the pool; kills whatever still runs. NULL is a no-op. */
 void pool_free(pool *p);
 
+
+/* Each pool kind implements these; pool.c dispatches on pool_options.kind.
+ * `impl` is the kind's own state. */
+typedef struct pool_ops {
+	const char *name; /* "threads", "prefork" */
+	int (*open)(const pool_options *o, const registry *reg, void **impl, warren_error *err);
+	int (*fd)(const void *impl);
+	int (*submit)(void *impl, pool_job *job, warren_error *err);
+	pool_job *(*take_done)(void *impl);
+	void (*tick)(void *impl);
+	int64_t (*next_deadline_ns)(const void *impl);
+	int (*terminate)(void *impl, uint64_t seq, int signum, warren_error *err);
+	size_t (*pending)(const void *impl);
+	int (*close)(void *impl, int grace_ms, warren_error *err);
+	void (*free)(void *impl);
+} pool_ops;
+
+extern const pool_ops pool_threads_ops; /* pool_threads.c */
+extern const pool_ops pool_prefork_ops; /* pool_prefork.c */
+
 #endif
