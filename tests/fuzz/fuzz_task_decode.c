@@ -5,6 +5,8 @@
  * the Celery golden messages in this layout. Decoding runs with the default
  * limits, as a worker would; success or error, nothing may crash or leak, and
  * a decoded message must re-encode.
+ *
+ * fuzz-modules: common schemas
  */
 #include <stddef.h>
 #include <stdint.h>
