@@ -256,4 +256,71 @@ int broker_ack(broker_conn *c, const broker_message *m, warren_error *err);
 int broker_nack(broker_conn *c, const broker_message *m, bool requeue, warren_error *err);
 int broker_reject(broker_conn *c, const broker_message *m, bool requeue, warren_error *err);
 
+/* ==== delayed delivery (delay.c) ==== */
+
+/* A message published with a delay waits in the broker, not in any process:
+ * in a cascade of TTL queues, one per bit of the delay in seconds (see the top
+ * of delay.c). Level k waits 2^k s; levels 0..BROKER_DELAY_LEVELS-1 exist. */
+#define BROKER_DELAY_LEVELS 29
+/* The longest delay: 2^29 - 1 s, about 17 years. Level 28's TTL (2^28 s,
+ * about 8.5 years) is the last power of two under RabbitMQ's cap on
+ * x-message-ttl (10 years in 3.10). */
+#define BROKER_DELAY_MAX_S ((UINT32_C(1) << BROKER_DELAY_LEVELS) - 1)
+/* Longest destination word (escaped routing key and exchange, see
+ * broker_delay_key) that still fits a 255-byte routing key after the bits. */
+#define BROKER_DELAY_DEST_MAX (255 - 2 * BROKER_DELAY_LEVELS)
+
+/* Publishes like broker_publish, but the message reaches (exchange,
+ * routing_key) only once delay_ms has passed: never earlier, and normally
+ * within a second after (the delay is rounded up to whole seconds). A delay
+ * <= 0 is a plain broker_publish. The exchanges and queues it needs are
+ * declared on first use and again after every reconnect. The outcome
+ * (cookie) says whether the broker took the message into the cascade.
+ * Errors: WARREN_EINVAL for a delay over BROKER_DELAY_MAX_S or a destination
+ * too long; WARREN_ENOTFOUND when the destination queue (default exchange)
+ * or exchange does not exist, since a parked message would be dropped
+ * silently when due.
+ * What changes on the way: the per-message `expiration` is dropped (it would
+ * expire the message early inside a TTL queue; Celery's `expires` header is
+ * the deadline the worker checks), broker dead-letter headers from an earlier
+ * trip (x-death, x-first-death-*, x-last-death-*) are dropped so RabbitMQ's
+ * cycle detection does not discard a re-parked message, and the broker adds
+ * fresh ones on this trip. Everything else, body included, arrives as sent. */
+int broker_publish_delayed(broker_conn *c, const char *exchange, const char *routing_key,
+			   int64_t delay_ms, const broker_props *props, const void *body,
+			   size_t len, uint64_t cookie, warren_error *err);
+
+/* The whole seconds a message waits for delay_ms: rounded up (never early);
+ * 0 for delay_ms <= 0. WARREN_EINVAL beyond BROKER_DELAY_MAX_S. */
+int broker_delay_seconds(int64_t delay_ms, uint32_t *seconds, warren_error *err);
+
+/* The level a delay of `seconds` enters the cascade at: its highest set bit,
+ * -1 for 0 (no wait). */
+int broker_delay_level(uint32_t seconds);
+
+/* The routing key a parked message travels with: the delay's bits, most
+ * significant first, one word each, then one word naming the destination,
+ * e.g. 5 s to queue "celery": "0.0.(...).1.0.1.celery". Writes it to buf
+ * (NUL-terminated). WARREN_EINVAL when the destination is too long or buf too
+ * small. */
+int broker_delay_key(uint32_t seconds, const char *exchange, const char *routing_key,
+		     char *buf, size_t size, warren_error *err);
+
+/* The reverse: the delay and the destination of a parked message's routing
+ * key, into the caller's buffers. WARREN_EDECODE when key is not one. */
+int broker_delay_key_parse(const char *key, uint32_t *seconds, char *exchange, size_t xsize,
+			   char *routing_key, size_t rsize, warren_error *err);
+
+/* ==== queue inspection (inspect.c) ==== */
+
+/* Ready messages and consumers of an existing queue, by a passive declare on
+ * the topology channel. WARREN_ENOTFOUND when there is no such queue (the
+ * channel the broker closed for it is reopened, so c stays usable). */
+int broker_queue_inspect(broker_conn *c, const char *queue, uint32_t *messages,
+			 uint32_t *consumers, warren_error *err);
+
+/* Deletes the ready messages of queue; *purged (may be NULL) gets their
+ * count. WARREN_ENOTFOUND when there is no such queue. */
+int broker_queue_purge(broker_conn *c, const char *queue, uint32_t *purged, warren_error *err);
+
 #endif

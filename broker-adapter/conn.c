@@ -233,8 +233,10 @@ static int after_connect(broker_conn *c, warren_error *err)
 {
 	int rc;
 	c->generation++;
+	/* The delay cascade's bindings come back before any resend (delay.c). */
 	if ((rc = broker_publish_setup(c, err)) || (rc = broker_topology_redeclare(c, err)) ||
-	    (rc = broker_consume_resume(c, err)) || (rc = broker_publish_resend(c, err)))
+	    (rc = broker_delay_redeclare(c, err)) || (rc = broker_consume_resume(c, err)) ||
+	    (rc = broker_publish_resend(c, err)))
 		return rc;
 	if (c->generation > 1) {
 		broker_event ev = {.type = BROKER_EVENT_RECONNECTED, .reason = strdup(c->lost_reason)};
@@ -397,6 +399,7 @@ void broker_conn_free(broker_conn *c)
 	broker_publish_release(c);
 	broker_consume_release(c);
 	broker_topology_rec_free(&c->topo);
+	broker_delay_free(c->delay);
 	broker_url_list_free(c->urls, c->n_urls);
 	empty_amqp_pool(&c->pool);
 	for (size_t i = 0; i < sizeof c->opt_strings / sizeof *c->opt_strings; i++)

@@ -124,6 +124,7 @@ struct broker_conn {
 
 	broker_event_node *ev_head, *ev_tail;
 	broker_topology_rec topo;
+	struct broker_delay *delay; /* delay.c's record of the cascade; NULL until used */
 };
 
 /* Makes sure c is connected, reconnecting (with failover, backoff, topology,
@@ -182,5 +183,14 @@ void broker_event_push(broker_conn *c, const broker_event *ev);
 
 /* NUL-terminated malloc'd copy of b; NULL for empty-and-absent or no memory. */
 char *broker_bytes_dup(amqp_bytes_t b);
+
+/* ---- delay.c, called on (re)connect and free ---------------------------- */
+
+/* Restores the parts of the delay cascade that broker_topology_redeclare
+ * cannot (exchange-to-exchange bindings). Runs right after it, before
+ * unconfirmed messages are sent again, so a resent delayed message finds its
+ * path. A no-op while c->delay is NULL. */
+int broker_delay_redeclare(broker_conn *c, warren_error *err);
+void broker_delay_free(struct broker_delay *d);
 
 #endif
