@@ -1,7 +1,7 @@
 /* backends/backend.c - the result backend interface: picks an implementation
  * by URL scheme, checks arguments once for all of them, and turns the
  * callback form of waiting into the array form. The implementations
- * (redis.c, none.c) only see checked arguments. */
+ * (redis.c, rpc.c, none.c) only see checked arguments. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,12 +37,8 @@ static const backend_ops *pick(const char *url, const char *masked, warren_error
 		return &backend_none_ops;
 	if (has_scheme(url, "redis") || has_scheme(url, "rediss"))
 		return &backend_redis_ops;
-	if (has_scheme(url, "rpc")) {
-		warren_error_set(err, WARREN_EINVAL,
-				 "result backend '%s': rpc backend needs a broker connection: "
-				 "not in this build yet", masked);
-		return NULL;
-	}
+	if (has_scheme(url, "rpc"))
+		return &backend_rpc_ops;
 	warren_error_set(err, WARREN_EINVAL,
 			 "result backend '%s': unsupported scheme; expected redis://, "
 			 "rediss://, rpc:// or none", masked);
@@ -186,4 +182,32 @@ int backend_forget(backend *b, const char *id, warren_error *err)
 	if (!b || !id)
 		return warren_error_set(err, WARREN_EINVAL, "backend_forget: NULL argument");
 	return b->ops->forget(b->impl, id, err);
+}
+
+const char *backend_reply_to(const backend *b)
+{
+	if (!b || !b->ops->reply_to)
+		return NULL;
+	return b->ops->reply_to(b->impl);
+}
+
+int backend_before_send(backend *b, warren_error *err)
+{
+	if (!b)
+		return warren_error_set(err, WARREN_EINVAL, "backend_before_send: NULL backend");
+	if (!b->ops->before_send)
+		return 0;
+	return b->ops->before_send(b->impl, err);
+}
+
+bool backend_outcome(backend *b, uint64_t cookie, broker_outcome o, const char *reason)
+{
+	if (!b || !b->ops->outcome || !(cookie & BACKEND_COOKIE_TAG))
+		return false;
+	return b->ops->outcome(b->impl, cookie, o, reason);
+}
+
+void backend_outcome_fn(void *b, uint64_t cookie, broker_outcome o, const char *reason)
+{
+	backend_outcome(b, cookie, o, reason);
 }

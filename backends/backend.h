@@ -7,17 +7,32 @@
  *   rediss://...                                 the same over TLS (parsed; needs
  *                                                hiredis >= 1.0 with SSL to open)
  *   none, none:// or an empty URL                results disabled (none.c)
- *   rpc://                                       not in this build yet (see below)
+ *   rpc://                                       Celery's rpc backend over the
+ *                                                AMQP connection in
+ *                                                backend_options.conn (rpc.c);
+ *                                                anything after rpc:// is
+ *                                                ignored, as Celery does
  *
  * A handle is not thread-safe: one per thread, or the caller locks. Every
  * message names the URL with its password masked.
  *
- * How rpc fits later: Celery's rpc backend publishes a result to the AMQP
- * queue named by the request's reply_to, with its correlation_id, and a
- * client waits by consuming its own reply queue. So store takes a
- * backend_request (reply_to, correlation_id: redis ignores both), and
- * backend_options will grow the broker connection (and the client's reply
- * queue name) that rpc needs; wait/get keep their signatures.
+ * rpc in short (details at the top of rpc.c): a result travels as an AMQP
+ * message to the queue named by the task's reply_to, with its
+ * correlation_id; the client that sent the task consumes its own reply
+ * queue (backend_reply_to) to wait. rabbitmq-c connections are not
+ * thread-safe, so the backend owns no connection: it borrows the caller's
+ * (backend_options.conn), and runs only inside calls on the thread that
+ * owns that connection.
+ *  - Worker: open with the loop thread's connection; backend_store
+ *    publishes on it. Its outcome callback stays the worker's: either
+ *    forward the backend's cookies with backend_outcome (then store returns
+ *    the broker's verdict), or set backend_request.async_confirm and read
+ *    the outcome under your own cookie (see backend_request).
+ *  - Client: open with the client's connection; call backend_before_send
+ *    before publishing each task, put backend_reply_to in its reply_to and
+ *    the task id in its correlation_id; backend_wait/backend_get read the
+ *    replies. Results are read once: a ready result handed out by wait or
+ *    get is forgotten by the backend.
  */
 #ifndef WARREN_BACKEND_H
 #define WARREN_BACKEND_H
@@ -27,6 +42,7 @@
 #include <stdint.h>
 
 #include "warren/error.h"
+#include "broker-adapter/broker.h"
 #include "../schemas/schemas.h"
 
 typedef struct backend backend;
@@ -42,8 +58,16 @@ typedef struct backend_options {
 	schema_limits limits;
 	/* Connecting (TCP and handshake), default 4000 ms. */
 	int connect_timeout_ms;
-	/* One command's round trip once connected, default 10000 ms. */
+	/* One command's round trip once connected, default 10000 ms. rpc: how
+	 * long a store waits for the broker's confirm. */
 	int io_timeout_ms;
+	/* rpc only (required there, ignored elsewhere): the AMQP connection
+	 * results go out and come in on. Borrowed: it must outlive the backend,
+	 * and the backend is used only on the thread that owns it. */
+	broker_conn *conn;
+	/* rpc: send results persistent (delivery_mode 2), Celery's
+	 * result_persistent; default false (delivery_mode 1). */
+	bool result_persistent;
 } backend_options;
 
 /* Fills o with the defaults above and schema_limits_default(). */
@@ -52,25 +76,40 @@ void backend_options_default(backend_options *o);
 /* ==== the interface (backends/backend.c) ==== */
 
 /* Where the task that produced a result asked for it to go. The rpc backend
- * publishes to reply_to with correlation_id (NULL: the task id); redis and
- * none ignore it. Strings are borrowed for the call. */
+ * publishes to reply_to with correlation_id (NULL or "": the task id); redis
+ * and none ignore it. Strings are borrowed for the call. */
 typedef struct backend_request {
 	const char *reply_to;
 	const char *correlation_id;
+	/* rpc: how the broker's verdict on the result comes back.
+	 * false (the zero value): backend_store waits for it (up to
+	 * io_timeout_ms, with broker_publish_flush, so other messages
+	 * unconfirmed on the connection are waited for too) and returns it;
+	 * this needs the connection's outcome callback to hand the backend its
+	 * cookies (backend_outcome). true: backend_store returns once the
+	 * message is written (pipelined, no round trip), and the outcome
+	 * arrives later at the connection's outcome callback under `cookie`,
+	 * which the caller chose (keep BACKEND_COOKIE_TAG clear in it). */
+	bool async_confirm;
+	uint64_t cookie;
 } backend_request;
 
 /* Opens the backend `url` names (see the top of this file); opts NULL means
  * backend_options_default. Connects eagerly, so a bad host or password is
- * reported here. *out is freed by backend_free. Returns 0, WARREN_EINVAL (bad
- * or unsupported URL, rpc://), WARREN_EBACKEND (cannot connect or
+ * reported here; rpc:// talks to the broker only when first used. *out is
+ * freed by backend_free. Returns 0, WARREN_EINVAL (bad or unsupported URL,
+ * rpc:// without opts->conn), WARREN_EBACKEND (cannot connect or
  * authenticate) or WARREN_ENOMEM. */
 int backend_open(const char *url, const backend_options *opts, backend **out,
 		 warren_error *err);
 
-/* Closes the connections and frees b. NULL is a no-op. */
+/* Closes the connections and frees b. NULL is a no-op. rpc: the borrowed
+ * connection stays open, and a reply queue consumer started by wait or get
+ * stays on it (the adapter has no cancel): free the connection after the
+ * backend, or expect later reads of it to see those replies. */
 void backend_free(backend *b);
 
-/* "redis", "none": a static name for logs. */
+/* "redis", "rpc", "none": a static name for logs. */
 const char *backend_name(const backend *b);
 
 /* The URL b was opened with, password masked; lives as long as b. */
@@ -80,7 +119,16 @@ const char *backend_url(const backend *b);
  * never overwritten (the call then succeeds without writing), the value
  * expires after opts.result_expires, and waiting clients are notified.
  * req may be NULL. Returns 0, WARREN_EINVAL, WARREN_ELIMIT (value over 512
- * MiB, Redis's limit), WARREN_EBACKEND or WARREN_ENOMEM; none: always 0. */
+ * MiB, Redis's limit), WARREN_EBACKEND or WARREN_ENOMEM; none: always 0.
+ * rpc: publishes the result to req->reply_to (nothing is sent, and 0
+ * returned, when it is NULL or empty, as Celery). With the default
+ * req->async_confirm false it returns 0 once the broker confirmed it,
+ * WARREN_ENOTFOUND when the broker returned it because the reply queue does
+ * not exist (the client went away: worth a log line, not a task failure),
+ * WARREN_EBACKEND (nacked, or the connection was lost for good),
+ * WARREN_ETIMEOUT (no verdict within io_timeout_ms) or WARREN_EINVAL (the
+ * verdict never reached backend_outcome). With async_confirm it returns 0
+ * once published, or WARREN_EBACKEND / WARREN_ENOMEM. */
 int backend_store(backend *b, const schema_result *r, const backend_request *req,
 		  warren_error *err);
 
@@ -89,7 +137,9 @@ int backend_store(backend *b, const schema_result *r, const backend_request *req
  * schema_result_release (it is released first). No record yet: out is
  * PENDING with task_id set. Returns 0, WARREN_EDECODE/WARREN_ELIMIT (a
  * stored value that is not a result), WARREN_EBACKEND, WARREN_ENOMEM, or
- * WARREN_EINVAL for the none backend. */
+ * WARREN_EINVAL for the none backend. rpc: reads the replies that already
+ * arrived, without waiting, and gives the latest state seen for id; a
+ * ready one is handed out once (read-once, as Celery's). */
 int backend_get(backend *b, const char *id, schema_result *out, warren_error *err);
 
 /* Called once for each id whose result is ready (SUCCESS, FAILURE, REVOKED),
@@ -105,7 +155,15 @@ typedef int (*backend_ready_fn)(void *arg, size_t index, schema_result *r);
  * 0 when all were reported; WARREN_ETIMEOUT, whose message says how many of
  * n are still pending; the callback's code; WARREN_EDECODE (a result that
  * cannot be decoded: its id is named); WARREN_EBACKEND; WARREN_ENOMEM; or
- * WARREN_EINVAL (none backend, NULL ids). */
+ * WARREN_EINVAL (none backend, NULL ids).
+ * rpc: consumes the reply queue (from the first wait or get on) and takes
+ * every event of the connection: replies for ids not asked for are kept
+ * (the latest state per task, at most 8192 tasks, oldest dropped first, as
+ * Celery's buffer) for a later wait or get; a delivery for another consumer
+ * on the same connection is dropped unacked (the broker redelivers it once
+ * the connection closes), so a client's connection should have no other
+ * consumer. A deleted reply queue ends the wait with WARREN_EBACKEND; the
+ * next backend_before_send declares it again. */
 int backend_wait(backend *b, const char *const *ids, size_t n, int timeout_ms,
 		 backend_ready_fn on_ready, void *arg, warren_error *err);
 
@@ -117,8 +175,38 @@ int backend_wait_results(backend *b, const char *const *ids, size_t n, int timeo
 			 schema_result *results, size_t *pending, warren_error *err);
 
 /* Deletes task id's result (a missing one is fine). Returns 0,
- * WARREN_EBACKEND, or WARREN_EINVAL for the none backend. */
+ * WARREN_EBACKEND, or WARREN_EINVAL for the none backend. rpc: drops what
+ * this client buffered for id. */
 int backend_forget(backend *b, const char *id, warren_error *err);
+
+/* ==== rpc only (no-ops for the other backends) ==== */
+
+/* The name of this client's reply queue: a uuid, as Celery's oid, to put in
+ * the reply_to of every task whose result it will wait for. Lives as long
+ * as b. NULL for the other backends. */
+const char *backend_reply_to(const backend *b);
+
+/* Call before publishing a task that names backend_reply_to (Celery's
+ * on_task_call): declares the reply queue as Celery does (non-durable,
+ * auto-delete, not exclusive, x-expires = result_expires * 1000 ms), so the
+ * worker's reply always has somewhere to go. Only the first call talks to
+ * the broker; the adapter re-declares after a reconnect. Returns 0,
+ * WARREN_EBACKEND (the broker refused: err says why) or WARREN_ENOMEM. */
+int backend_before_send(backend *b, warren_error *err);
+
+/* Cookies of the results an rpc store publishes carry this bit; keep it
+ * clear in your own cookies on a connection a backend shares. */
+#define BACKEND_COOKIE_TAG (UINT64_C(1) << 63)
+
+/* Hands b an outcome from the connection's outcome callback. Call it first
+ * in that callback; it returns true when the cookie was b's (then ignore
+ * it), false otherwise (always false for non-rpc backends and NULL b). */
+bool backend_outcome(backend *b, uint64_t cookie, broker_outcome o, const char *reason);
+
+/* backend_outcome with the broker_outcome_fn signature, for a connection
+ * whose only publisher is the backend: broker_set_outcome_fn(conn,
+ * backend_outcome_fn, b). */
+void backend_outcome_fn(void *b, uint64_t cookie, broker_outcome o, const char *reason);
 
 /* ==== URLs (backends/url.c) ==== */
 
@@ -144,12 +232,12 @@ void backend_redis_url_release(backend_redis_url *u);
  * be) with the password, if any, replaced by "****". */
 void backend_url_mask(const char *url, char *buf, size_t cap);
 
-/* ==== for implementations only (backend.c, redis.c, none.c) ==== */
+/* ==== for implementations only (backend.c, redis.c, rpc.c, none.c) ==== */
 
 /* One implementation. impl is what its open returned (freed with its free);
  * every function gets arguments already checked by backend.c (non-NULL,
  * n > 0). url_masked is for messages and lives in the handle, as long as
- * impl. */
+ * impl. The members after `free` are rpc's and may be NULL. */
 typedef struct backend_ops {
 	const char *name;
 	int (*open)(const char *url, const char *url_masked, const backend_options *o,
@@ -161,9 +249,13 @@ typedef struct backend_ops {
 		    backend_ready_fn on_ready, void *arg, warren_error *err);
 	int (*forget)(void *impl, const char *id, warren_error *err);
 	void (*free)(void *impl);
+	const char *(*reply_to)(const void *impl);
+	int (*before_send)(void *impl, warren_error *err);
+	bool (*outcome)(void *impl, uint64_t cookie, broker_outcome o, const char *reason);
 } backend_ops;
 
 extern const backend_ops backend_redis_ops; /* redis.c */
+extern const backend_ops backend_rpc_ops;   /* rpc.c */
 extern const backend_ops backend_none_ops;  /* none.c */
 
 #endif

@@ -118,7 +118,7 @@ Test(backend_open, rpc_and_unknown_schemes_are_clear_errors)
 	cr_assert_eq(backend_open("rpc://", NULL, &b, &err), WARREN_EINVAL);
 	cr_expect_null(b);
 	cr_expect_str_eq(err.msg, "result backend 'rpc://': rpc backend needs a broker "
-				  "connection: not in this build yet");
+				  "connection: set backend_options.conn");
 	warren_error_clear(&err);
 	cr_assert_eq(backend_open("mongodb://u:pw@h/db", NULL, &b, &err), WARREN_EINVAL);
 	cr_expect_str_eq(err.msg, "result backend 'mongodb://u:****@h/db': unsupported scheme; "
