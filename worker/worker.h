@@ -245,7 +245,17 @@ int64_t pool_next_deadline_ns(const pool *p);
 
 /* Stops the job with this seq: prefork signals its child (signum, e.g.
  * SIGTERM); a queued job is taken back as REVOKED-by-the-loop. Threads: a
- * running job cannot be stopped (WARREN_EINVAL, with a message). */
+ * running job cannot be stopped (WARREN_EINVAL, with a message).
+ * How it comes back through pool_take_done:
+ * - queued: status TASK_PENDING (it never ran); the loop stores REVOKED.
+ * - running, and the child dies of the signal: TASK_FAILURE with exc_type
+ *   "TaskRevokedError", exc_module "celery.exceptions", exc_message
+ *   "terminated", worker_lost false: the loop stores REVOKED with
+ *   TaskRevokedError('terminated') as Celery does, not FAILURE.
+ * - running, and the child survives the signal (SIGUSR1 is the soft time
+ *   limit, as in Celery; SIGINT is ignored by children): the job ends as the
+ *   task reports it.
+ * Prefork: WARREN_ENOTFOUND if no job with seq is queued or running. */
 int pool_terminate(pool *p, uint64_t seq, int signum, warren_error *err);
 
 /* Jobs submitted and not yet taken back. */
@@ -278,5 +288,338 @@ typedef struct pool_ops {
 
 extern const pool_ops pool_threads_ops; /* pool_threads.c */
 extern const pool_ops pool_prefork_ops; /* pool_prefork.c */
+
+
+/* ==== prefork internals (pool_prefork.c the parent, pool_prefork_child.c a
+ * child's loop, pool_prefork_frame.c the frames between them) ====
+ * The design comment at the top of pool_prefork.c explains fds, frames and
+ * child deaths. Frame layouts and what to bump: pool_prefork_frame.c. */
+
+#define PREFORK_FRAME_HEADER 4        /* big-endian payload length */
+#define PREFORK_FRAME_MAX (64u << 20) /* a longer payload is garbage */
+#define PREFORK_CHILD_FD 3            /* where a child keeps its socket */
+
+/* A job frame as a child decodes it. Strings are NUL-terminated copies in
+ * the unpacked's zone; headers/args/kwargs are the packed bytes (NULL/0 =
+ * none), pointing into the frame. Valid while both live. */
+typedef struct prefork_job_frame {
+	uint64_t seq;
+	const char *task_id;
+	const char *task_name;
+	int retries;
+	const void *headers, *args, *kwargs;
+	size_t headers_len, args_len, kwargs_len;
+	double soft_time_limit;
+} prefork_job_frame;
+
+/* A result as a child encodes it. Strings NUL-terminated; NULL or "" = none. */
+typedef struct prefork_result_frame {
+	uint64_t seq;
+	task_status status;
+	const void *result; /* packed; NULL = none */
+	size_t result_len;
+	const char *exc_type, *exc_module, *exc_message, *traceback;
+	double retry_countdown;
+	double runtime;
+	int64_t pid;
+	bool retiring; /* the child exits after this frame */
+} prefork_result_frame;
+
+/* The payload length in a frame's PREFORK_FRAME_HEADER bytes. */
+uint32_t prefork_frame_length(const void *header);
+
+/* Whole frames (header included) into *out, malloc'd, freed by the caller.
+ * 0, WARREN_ENOMEM or WARREN_ELIMIT (payload over PREFORK_FRAME_MAX). */
+int prefork_encode_job(const pool_job *job, char **out, size_t *len, warren_error *err);
+int prefork_encode_result(const prefork_result_frame *r, char **out, size_t *len,
+			  warren_error *err);
+
+/* Decodes a payload (no header). u must be initialized; the caller destroys
+ * it. 0, or WARREN_EDECODE for anything but a well-formed frame of this
+ * version. */
+int prefork_decode_job(const void *payload, size_t len, msgpack_unpacked *u,
+		       prefork_job_frame *out, warren_error *err);
+
+/* Decodes a result payload for job: WARREN_EDECODE unless it is well formed
+ * and for job->seq; then fills job's outputs (copies, owned by the job) and
+ * *retiring. WARREN_ENOMEM leaves job's outputs partly filled. */
+int prefork_decode_result(const void *payload, size_t len, pool_job *job, bool *retiring,
+			  warren_error *err);
+
+/* A child's life after fork: resets signals, closes every inherited fd but
+ * fd (moved to PREFORK_CHILD_FD), serves job frames until EOF, exits. */
+_Noreturn void prefork_child_main(const registry *reg, const pool_options *o, int fd,
+				  int parent_pid);
+
+
+/* ==== job execution (pool_threads.c; any pool may use it) ==== */
+
+/* Runs one job on the calling thread against reg: unpacks its headers, args
+ * and kwargs under the default limits, looks the task up, applies the soft
+ * time limit, runs the handler and fills the job's outputs (status, result,
+ * exc_*, traceback, retry_countdown, runtime, worker_pid). Never fails: a
+ * job that cannot be run ends as a FAILURE saying why. */
+void pool_job_execute(const registry *reg, pool_job *job);
+
+
+/* ==== log (worker/log.c) ====
+ *
+ * One line per event on stderr, as text or JSON. The level and format are set
+ * once by main() before any thread starts and only read afterwards, which is
+ * why they may live in log.c's statics. log_at() checks the level before any
+ * argument is formatted (redis's serverLog idea), so a debug line costs one
+ * comparison when debug is off. */
+
+#include <stdio.h>
+#include <time.h>
+
+#include "config/config.h"
+
+/* The task a log line is about; any field may be NULL, runtime < 0: none. */
+typedef struct log_fields {
+	const char *task_id;
+	const char *task_name;
+	const char *state;
+	double runtime;
+} log_fields;
+
+/* Sets the level, format, hostname (copied, may be NULL) and stream (NULL:
+ * stderr). Call before starting threads. */
+void log_setup(config_log_level level, config_log_format format, const char *hostname,
+	       FILE *out);
+/* Frees what log_setup copied. */
+void log_teardown(void);
+bool log_enabled(config_log_level level);
+/* Formats and writes one line; use log_at() instead, it checks the level. */
+void log_emit(config_log_level level, const log_fields *f, const char *fmt, ...)
+	WARREN_PRINTF(3, 4);
+#define log_at(level, fields, ...)                              \
+	do {                                                    \
+		if (log_enabled(level))                         \
+			log_emit((level), (fields), __VA_ARGS__); \
+	} while (0)
+
+/* The pure part, for tests: one line (with '\n') into buf, truncated but
+ * always NUL-terminated and, in JSON, always a complete object. Returns the
+ * length written. */
+size_t log_format_line(char *buf, size_t cap, config_log_format format, config_log_level level,
+		       const struct timespec *now, const char *hostname, const log_fields *f,
+		       const char *msg);
+/* "debug", "info", ... ; parses the names Celery's --loglevel takes
+ * (case-insensitive, "warn" too). Returns 0 or WARREN_EINVAL. */
+int log_level_parse(const char *name, config_log_level *out);
+
+
+/* ==== loop (worker/loop.c, consume.c, results.c, deadletter.c) ====
+ *
+ * The loop thread owns the broker connection, the result backend and every
+ * in-flight message; see the design comment at the top of loop.c. The pure
+ * helpers (rate limiter, times, backoff) live in ratelimit.c and eta.c. */
+
+#include "backends/backend.h"
+#include "broker-adapter/broker.h"
+
+#define LOOP_DEAD_LETTER "warren.dead"  /* exchange and queue */
+#define LOOP_REASON_HEADER "x-warren-reason"
+
+/* What the worker was asked to do, merged from config and flags by main. */
+typedef struct loop_settings {
+	const warren_config *cfg;   /* borrowed: tasks, queues, exchanges */
+	const registry *reg;        /* borrowed */
+	pool_options pool;
+	int prefetch_multiplier;    /* 0: unlimited prefetch */
+	const char *const *queues;  /* consumed queues */
+	size_t n_queues;
+	const char *broker_urls;    /* ';'-separated failover list */
+	const char *result_backend; /* URL; NULL or "" = none */
+	long long result_expires;   /* seconds */
+	const char *hostname;       /* "celery@host" */
+	double shutdown_timeout;    /* seconds of grace for running tasks, 0 = none */
+} loop_settings;
+
+/* How loop_run ended: LOOP_WARM after a warm shutdown (everything finished
+ * or requeued), LOOP_COLD after a cold one (handlers may still be running:
+ * main must exit without freeing what they use). Negative: an error, err
+ * says why (WARREN_EBROKER: broker unreachable at start). */
+enum { LOOP_WARM = 0, LOOP_COLD = 1 };
+int loop_run(const loop_settings *s, warren_error *err);
+
+/* Signals the loop handles: block them in every thread (before the pool
+ * starts) so only the loop's signalfd sees them. */
+int loop_block_signals(warren_error *err);
+
+/* The effective settings of one task: config over plugin options over
+ * Celery's defaults. */
+typedef struct loop_task_conf {
+	bool acks_late, ignore_result, track_started, retry_jitter;
+	int max_retries;            /* -1: forever */
+	double default_retry_delay; /* seconds */
+	double retry_backoff;       /* factor in seconds, 0: none */
+	double retry_backoff_max;   /* seconds */
+	double rate;                /* tasks per second, 0: unlimited */
+	double soft_time_limit, time_limit;
+	const warren_task_schema *schema; /* NULL: unchecked */
+	const char *const *autoretry_for;
+} loop_task_conf;
+
+void loop_task_conf_resolve(const warren_config *cfg, const registry_entry *entry,
+			    loop_task_conf *out);
+
+/* ---- pure helpers (eta.c, ratelimit.c), unit-tested ---- */
+
+/* Parses Celery's ISO-8601 eta/expires ("2026-11-27T10:18:50.001900+00:00";
+ * naive means UTC, 'Z' accepted) into seconds since the epoch. Returns 0 or
+ * WARREN_EDECODE. */
+int loop_parse_iso8601(const char *text, double *epoch, warren_error *err);
+/* Writes epoch as "YYYY-MM-DDTHH:MM:SS.ffffff+00:00" (33 bytes with NUL). */
+void loop_format_iso8601(double epoch, char buf[40]);
+/* Seconds before retry number `retries` (0-based) of a task with conf:
+ * countdown when the handler gave one (>= 0), else Celery's autoretry
+ * backoff (factor * 2^retries capped, full jitter from *seed) or
+ * default_retry_delay. */
+double loop_retry_delay(const loop_task_conf *conf, int retries, double countdown,
+			bool autoretry, unsigned *seed);
+/* True when exc_type (module-qualified or bare) is in the NULL-terminated
+ * list; "Exception" matches everything. */
+bool loop_autoretry_matches(const char *const *list, const char *exc_module,
+			    const char *exc_type);
+
+/* A token bucket: `rate` tokens a second, up to `burst`, starting full. */
+typedef struct rate_bucket {
+	double rate, burst, tokens;
+	int64_t last_ns;
+} rate_bucket;
+
+void rate_bucket_init(rate_bucket *b, double rate, int64_t now_ns);
+/* Takes one token if there is one (returns 0), else returns how many ns until
+ * there will be, taking nothing. */
+int64_t rate_bucket_take(rate_bucket *b, int64_t now_ns);
+
+
+/* ---- inside the loop (loop.c, consume.c, results.c, deadletter.c) ---- */
+
+/* One delivered task the loop holds: from decode until ack. */
+typedef struct loop_task {
+	broker_message *msg;          /* owned; settled by the loop */
+	schema_task_msg *tm;          /* owned; the decoded message */
+	const registry_entry *entry;
+	loop_task_conf conf;
+	const char *queue;            /* the consumed queue it came from; lives in the loop */
+	int64_t received_ns;
+	bool acked;                   /* acks_late off: acked on receipt */
+	struct loop_task *next;       /* rate-limit wait list */
+} loop_task;
+
+/* What to do once the broker confirms (or refuses) a publish. */
+typedef enum loop_after_kind {
+	LOOP_AFTER_DEADLETTER, /* a copy in warren.dead: ack the original */
+	LOOP_AFTER_RETRY,      /* the retry is parked: store RETRY, ack */
+	LOOP_AFTER_PARK,       /* a future eta is parked: ack */
+} loop_after_kind;
+
+typedef struct loop_after {
+	uint64_t cookie;
+	loop_after_kind kind;
+	loop_task *task;      /* RETRY, PARK: owned */
+	broker_message *msg;  /* DEADLETTER: owned */
+	schema_result result; /* RETRY: stored once confirmed */
+	struct loop_after *next;
+} loop_after;
+
+/* A rate-limited task name's bucket and its waiting tasks (FIFO). */
+typedef struct loop_limiter {
+	const registry_entry *entry;
+	rate_bucket bucket;
+	loop_task *head, *tail;
+	size_t waiting;
+	int64_t wake_ns;      /* 0: nobody waits */
+	struct loop_limiter *next;
+} loop_limiter;
+
+typedef struct loop {
+	const loop_settings *s;
+	broker_conn *conn;
+	backend *results;
+	pool *pool;
+	int sigfd;
+	char (*consumer_tags)[128]; /* per settings queue */
+	uint64_t next_seq;
+	uint64_t next_cookie;
+	loop_after *afters;         /* publishes awaiting their outcome */
+	loop_limiter *limiters;
+	size_t in_pool;
+	unsigned seed;
+	bool draining;              /* warm shutdown started */
+	bool cold;
+	int64_t drain_deadline_ns;  /* 0: none */
+	uint64_t processed;
+} loop;
+
+/* consume.c: one broker event. */
+void loop_on_message(loop *l, broker_message *msg);
+/* consume.c: submits a task that passed every check (rate limit included). */
+void loop_submit(loop *l, loop_task *t);
+/* consume.c: releases rate-limited tasks whose token is due; returns the
+ * next wake-up (0: none). */
+int64_t loop_release_limited(loop *l, int64_t now_ns);
+/* consume.c: drops waiting tasks (their messages return to the queue when
+ * the connection closes or was lost). */
+void loop_drop_limited(loop *l);
+void loop_task_free(loop_task *t);
+/* consume.c: the queue a delivery came from. */
+const char *loop_queue_of(const loop *l, const broker_message *msg);
+
+/* results.c: a finished job from the pool. */
+void loop_on_done(loop *l, pool_job *job);
+/* results.c: stores r (state and value set by the caller) as task_id's
+ * result, replying to msg's reply_to/correlation_id; tm (may be NULL) adds
+ * group and parent ids. Does nothing without a backend. Errors are logged:
+ * the message is still settled, as Celery does when a store fails. */
+void loop_store(loop *l, const char *task_id, const schema_task_msg *tm,
+		const broker_message *msg, schema_result *r);
+/* results.c: settle; errors are logged (an old connection's delivery is
+ * redelivered by the broker anyway). */
+void loop_ack(loop *l, const broker_message *msg);
+void loop_requeue(loop *l, const broker_message *msg);
+/* results.c: the broker's outcome callback. */
+void loop_on_outcome(void *arg, uint64_t cookie, broker_outcome outcome, const char *reason);
+/* results.c: parks t until epoch `when` (a future eta), acks once parked. */
+void loop_park(loop *l, loop_task *t, double when);
+/* results.c: the one call into delayed delivery. */
+int loop_publish_delayed(loop *l, const char *routing_key, int64_t delay_ms,
+			 const broker_props *props, const void *body, size_t len,
+			 uint64_t cookie, warren_error *err);
+void loop_after_add(loop *l, loop_after *a);
+/* Unlinks and returns the entry for cookie (the caller owns it), or NULL. */
+loop_after *loop_after_take(loop *l, uint64_t cookie);
+
+/* deadletter.c: copies msg into warren.dead with the reason, then acks it;
+ * if the message named a task id, stores FAILURE exc_type(reason) so the
+ * caller is not left waiting. Takes msg. tm may be NULL. */
+void loop_dead_letter(loop *l, broker_message *msg, const schema_task_msg *tm,
+		      const char *exc_type, const char *exc_module, const char *reason);
+
+
+/* ==== command line (worker/cli.c; main in worker_main.c) ==== */
+
+#define WORKER_CLI_MAX_PLUGINS 64
+
+/* What the command line said; NULL / -1 = not given. Strings point into argv. */
+typedef struct worker_cli {
+	const char *config, *broker, *result_backend, *queues, *pool;
+	const char *loglevel, *log_format, *hostname;
+	const char *plugins[WORKER_CLI_MAX_PLUGINS];
+	size_t n_plugins;
+	int concurrency;
+	int prefetch_multiplier;
+	bool check_config, help;
+} worker_cli;
+
+/* Parses argv (`--opt value`, `--opt=value`, and Celery's short -c -Q -l -P
+ * -n -b). Returns 0 or WARREN_EINVAL with err saying which option is wrong:
+ * main exits 64 then. */
+int worker_cli_parse(int argc, char **argv, worker_cli *out, warren_error *err);
+/* The --help text. */
+extern const char worker_cli_usage[];
 
 #endif

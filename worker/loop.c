@@ -1,0 +1,409 @@
+/* worker/loop.c - the worker's event loop: one thread owns the AMQP
+ * connection, the result backend and every in-flight message.
+ *
+ * Concurrency design (STYLE.md "The worker's shape"):
+ *
+ *   loop thread                                   pool (threads / children)
+ *   broker_receive -> consume.c checks -> pool_submit --> handler runs
+ *   results.c: store, ack, republish  <-- pool_take_done <-- eventfd
+ *
+ * Only this thread calls the broker adapter and the backend, so neither
+ * needs a lock, and heartbeats are served because no handler ever runs here.
+ * Each turn drains finished jobs, reads frames rabbitmq-c already buffered
+ * (poll would not see them), then polls the socket, the pool's fd, a
+ * signalfd (no signal handler, no global flag) and the nearest timer: a
+ * rate-limited task's token, the shutdown grace, the pool's own deadline,
+ * and at most a second so heartbeats are answered in time. Prefetch (per
+ * consumer, global=false) bounds everything the loop holds: the pool queue,
+ * the rate-limit wait lists and the publishes awaiting confirms.
+ *
+ * Shutdown: the first SIGTERM/SIGINT starts a warm shutdown - new deliveries
+ * are left unacked (the broker requeues them when the connection closes),
+ * waiting rate-limited tasks are dropped the same way, running tasks finish
+ * within worker.shutdown_timeout and are stored and acked. A second signal
+ * or SIGQUIT is a cold shutdown: return at once; unacked tasks go back to
+ * their queues when the process exits.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "worker.h"
+
+#define LOOP_RECEIVE_BUDGET 512 /* events per turn before completions get a look in */
+#define LOOP_MAX_WAIT_MS 1000
+
+static void fill_sigset(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGQUIT);
+}
+
+int loop_block_signals(warren_error *err)
+{
+	sigset_t set;
+	fill_sigset(&set);
+	int rc = pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (rc != 0)
+		return warren_error_set(err, WARREN_EIO, "block signals: %s", strerror(rc));
+	return 0;
+}
+
+/* ---- topology ---------------------------------------------------------------- */
+
+static broker_exchange_type exchange_type(config_exchange_type t)
+{
+	switch (t) {
+	case CONFIG_EXCHANGE_TOPIC: return BROKER_EXCHANGE_TOPIC;
+	case CONFIG_EXCHANGE_FANOUT: return BROKER_EXCHANGE_FANOUT;
+	case CONFIG_EXCHANGE_HEADERS: return BROKER_EXCHANGE_HEADERS;
+	default: return BROKER_EXCHANGE_DIRECT;
+	}
+}
+
+/* One consumed queue as Celery declares it (exchange and binding named after
+ * it, direct, durable), or as the config's queues section says. */
+static void queue_topology(const warren_config *cfg, const char *name, broker_exchange *x,
+			   broker_queue *q, broker_binding *b)
+{
+	const config_queue *cq = cfg ? config_queue_find(cfg, name) : NULL;
+	broker_queue_init(q, name);
+	*x = (broker_exchange){.name = name, .type = BROKER_EXCHANGE_DIRECT, .durable = true};
+	*b = (broker_binding){.queue = name, .exchange = name, .routing_key = name};
+	if (!cq)
+		return;
+	const config_exchange *ce = config_exchange_find(cfg, cq->exchange);
+	x->name = cq->exchange;
+	x->type = exchange_type(ce ? ce->type : cq->exchange_type);
+	x->durable = ce ? ce->durable : true;
+	q->durable = cq->durable;
+	q->quorum = cq->type == CONFIG_QUEUE_QUORUM;
+	q->max_priority = cq->max_priority > 0 ? cq->max_priority : BROKER_UNSET;
+	q->dead_letter_exchange = cq->dead_letter_exchange;
+	q->dead_letter_routing_key = cq->dead_letter_routing_key;
+	q->delivery_limit = cq->delivery_limit > 0 ? cq->delivery_limit : BROKER_UNSET;
+	q->message_ttl_ms = cq->message_ttl_ms >= 0 ? cq->message_ttl_ms : BROKER_UNSET;
+	q->expires_ms = cq->expires_ms >= 0 ? cq->expires_ms : BROKER_UNSET;
+	b->exchange = cq->exchange;
+	b->routing_key = cq->routing_key;
+}
+
+static int declare(loop *l, warren_error *err)
+{
+	size_t n = l->s->n_queues + 1;
+	broker_exchange *xs = calloc(n, sizeof *xs);
+	broker_queue *qs = calloc(n, sizeof *qs);
+	broker_binding *bs = calloc(n, sizeof *bs);
+	int rc = WARREN_ENOMEM;
+	if (!xs || !qs || !bs) {
+		warren_error_set(err, rc, "declare: out of memory");
+		goto out_free;
+	}
+	for (size_t i = 0; i < l->s->n_queues; i++)
+		queue_topology(l->s->cfg, l->s->queues[i], &xs[i], &qs[i], &bs[i]);
+	/* warren.dead: fanout, so a copy lands whatever its routing key. */
+	const config_exchange *dx = l->s->cfg ? config_exchange_find(l->s->cfg, LOOP_DEAD_LETTER)
+					      : NULL;
+	xs[n - 1] = (broker_exchange){.name = LOOP_DEAD_LETTER, .durable = true,
+				      .type = dx ? exchange_type(dx->type) : BROKER_EXCHANGE_FANOUT};
+	broker_queue_init(&qs[n - 1], LOOP_DEAD_LETTER);
+	bs[n - 1] = (broker_binding){LOOP_DEAD_LETTER, LOOP_DEAD_LETTER, "#"};
+	broker_topology t = {xs, n, qs, n, bs, n};
+	rc = broker_declare(l->conn, &t, err);
+out_free:
+	free(xs);
+	free(qs);
+	free(bs);
+	return rc;
+}
+
+static int consume(loop *l, warren_error *err)
+{
+	long prefetch = (long)l->s->pool.concurrency * l->s->prefetch_multiplier;
+	if (prefetch > 65535)
+		prefetch = 65535;
+	l->consumer_tags = calloc(l->s->n_queues, sizeof *l->consumer_tags);
+	if (!l->consumer_tags)
+		return warren_error_set(err, WARREN_ENOMEM, "consume: out of memory");
+	for (size_t i = 0; i < l->s->n_queues; i++) {
+		int rc = broker_consume(l->conn, l->s->queues[i], (uint16_t)prefetch, false,
+					l->consumer_tags[i], sizeof l->consumer_tags[i], err);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- setup --------------------------------------------------------------------- */
+
+static int open_backend(loop *l, warren_error *err)
+{
+	const char *url = l->s->result_backend;
+	if (!url || !*url)
+		return 0;
+	backend_options o;
+	backend_options_default(&o);
+	o.result_expires = l->s->result_expires;
+	o.conn = l->conn; /* rpc publishes results on the loop's connection */
+	return backend_open(url, &o, &l->results, err);
+}
+
+static int open_broker(loop *l, warren_error *err)
+{
+	broker_conn_opts o;
+	broker_conn_opts_init(&o);
+	o.urls = l->s->broker_urls;
+	o.connection_name = l->s->hostname;
+	if (l->s->cfg) {
+		o.heartbeat = l->s->cfg->broker.heartbeat;
+		o.connect_timeout_ms = (int)(l->s->cfg->broker.connect_timeout * 1000);
+		const config_tls *tls = &l->s->cfg->broker.tls;
+		o.tls_ca_file = tls->ca;
+		o.tls_cert_file = tls->cert;
+		o.tls_key_file = tls->key;
+		o.tls_verify_peer = o.tls_verify_hostname = tls->verify != 0;
+	}
+	int rc = broker_conn_new(&o, &l->conn, err);
+	if (rc != 0)
+		return rc;
+	broker_set_outcome_fn(l->conn, loop_on_outcome, l);
+	return 0;
+}
+
+static int open_signals(loop *l, warren_error *err)
+{
+	sigset_t set;
+	fill_sigset(&set);
+	l->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (l->sigfd < 0)
+		return warren_error_set(err, WARREN_EIO, "signalfd: %s", strerror(errno));
+	return 0;
+}
+
+/* ---- the turn ------------------------------------------------------------------ */
+
+static void drain_done(loop *l)
+{
+	for (pool_job *job; (job = pool_take_done(l->pool));)
+		loop_on_done(l, job);
+}
+
+static void begin_warm(loop *l)
+{
+	l->draining = true;
+	if (l->s->shutdown_timeout > 0)
+		l->drain_deadline_ns = task_monotonic_ns() + (int64_t)(l->s->shutdown_timeout * 1e9);
+	log_at(CONFIG_LOG_WARNING, NULL,
+	       "worker: warm shutdown (%zu task(s) running; signal again for a cold one)",
+	       l->in_pool);
+	loop_drop_limited(l);
+}
+
+static void on_signals(loop *l)
+{
+	struct signalfd_siginfo si;
+	while (read(l->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+		if (si.ssi_signo == SIGQUIT || l->draining) {
+			log_at(CONFIG_LOG_WARNING, NULL, "worker: cold shutdown (signal %u)",
+			       si.ssi_signo);
+			l->cold = true;
+			return;
+		}
+		begin_warm(l);
+	}
+}
+
+static void on_event(loop *l, broker_event *ev)
+{
+	switch (ev->type) {
+	case BROKER_EVENT_MESSAGE: {
+		broker_message *m = ev->msg;
+		ev->msg = NULL;
+		loop_on_message(l, m);
+		break;
+	}
+	case BROKER_EVENT_CANCELLED:
+		log_at(CONFIG_LOG_ERROR, NULL, "consumer of queue '%s' cancelled by the broker",
+		       ev->queue ? ev->queue : "?");
+		break;
+	case BROKER_EVENT_RECONNECTED:
+		log_at(CONFIG_LOG_WARNING, NULL, "connection restored to %s (lost: %s)",
+		       broker_conn_url(l->conn), ev->reason ? ev->reason : "?");
+		loop_drop_limited(l); /* their deliveries are void now */
+		break;
+	}
+	broker_event_release(ev);
+}
+
+static void receive_all(loop *l)
+{
+	for (int i = 0; i < LOOP_RECEIVE_BUDGET && !l->cold; i++) {
+		broker_event ev = {0};
+		warren_error err = {0};
+		int rc = broker_receive(l->conn, 0, &ev, &err);
+		if (rc == WARREN_ETIMEOUT)
+			return;
+		if (rc != 0) {
+			log_at(CONFIG_LOG_ERROR, NULL, "connection lost: %s (retrying)", err.msg);
+			return;
+		}
+		on_event(l, &ev);
+	}
+}
+
+static int poll_timeout_ms(loop *l, int64_t now, int64_t limiter_wake)
+{
+	int64_t wake = now + (int64_t)LOOP_MAX_WAIT_MS * 1000000;
+	int64_t pool_wake = pool_next_deadline_ns(l->pool);
+	if (limiter_wake && limiter_wake < wake)
+		wake = limiter_wake;
+	if (pool_wake && pool_wake < wake)
+		wake = pool_wake;
+	if (l->drain_deadline_ns && l->drain_deadline_ns < wake)
+		wake = l->drain_deadline_ns;
+	if (broker_conn_pending(l->conn))
+		return 0;
+	int64_t ms = (wake - now + 999999) / 1000000;
+	return ms < 0 ? 0 : (int)ms;
+}
+
+static void turn(loop *l)
+{
+	drain_done(l);
+	int64_t now = task_monotonic_ns();
+	int64_t limiter_wake = loop_release_limited(l, now);
+	struct pollfd fds[3];
+	nfds_t n = 0;
+	fds[n++] = (struct pollfd){.fd = l->sigfd, .events = POLLIN};
+	fds[n++] = (struct pollfd){.fd = pool_fd(l->pool), .events = POLLIN};
+	int bfd = broker_conn_fd(l->conn);
+	if (bfd >= 0)
+		fds[n++] = (struct pollfd){.fd = bfd, .events = POLLIN};
+	int rc = poll(fds, n, poll_timeout_ms(l, now, limiter_wake));
+	if (rc > 0 && (fds[0].revents & POLLIN))
+		on_signals(l);
+	if (l->cold)
+		return;
+	if (rc > 0 && fds[1].revents)
+		pool_tick(l->pool);
+	/* Always: it also serves heartbeats and confirms, and reconnects. */
+	receive_all(l);
+	drain_done(l);
+}
+
+static bool drained(loop *l)
+{
+	return l->in_pool == 0 && l->afters == NULL;
+}
+
+/* Past the grace: take back what never started and give up on the rest. */
+static void force_close(loop *l)
+{
+	warren_error err = {0};
+	if (pool_close(l->pool, 0, &err) != 0) {
+		log_at(CONFIG_LOG_WARNING, NULL, "worker: grace over: %s", err.msg);
+		l->cold = true;
+	}
+	drain_done(l);
+}
+
+static int run(loop *l)
+{
+	while (!l->cold) {
+		turn(l);
+		if (!l->draining)
+			continue;
+		if (drained(l))
+			return LOOP_WARM;
+		if (l->drain_deadline_ns && task_monotonic_ns() >= l->drain_deadline_ns) {
+			force_close(l);
+			if (!l->cold && drained(l))
+				return LOOP_WARM;
+			l->cold = true;
+		}
+	}
+	return LOOP_COLD;
+}
+
+static void free_limiters(loop *l)
+{
+	loop_drop_limited(l);
+	for (loop_limiter *q = l->limiters, *next; q; q = next) {
+		next = q->next;
+		free(q);
+	}
+	l->limiters = NULL;
+}
+
+static void free_afters(loop *l)
+{
+	for (loop_after *a = l->afters, *next; a; a = next) {
+		next = a->next;
+		broker_message_free(a->msg);
+		loop_task_free(a->task);
+		schema_result_release(&a->result);
+		free(a);
+	}
+	l->afters = NULL;
+}
+
+/* Warm end: results are out, acks written; flush confirms and close. */
+static void close_warm(loop *l)
+{
+	warren_error err = {0};
+	if (broker_publish_flush(l->conn, 5000, &err) != 0)
+		log_at(CONFIG_LOG_WARNING, NULL, "worker: flushing publishes: %s", err.msg);
+	pool_close(l->pool, 0, NULL);
+	drain_done(l);
+	pool_free(l->pool);
+	l->pool = NULL;
+}
+
+int loop_run(const loop_settings *s, warren_error *err)
+{
+	loop l = {.s = s, .sigfd = -1, .seed = (unsigned)getpid() ^ (unsigned)time(NULL)};
+	int rc = open_signals(&l, err);
+	if (rc == 0)
+		rc = open_broker(&l, err);
+	if (rc == 0)
+		rc = open_backend(&l, err);
+	if (rc == 0)
+		rc = declare(&l, err);
+	if (rc == 0)
+		rc = pool_new(&s->pool, s->reg, &l.pool, err);
+	if (rc == 0)
+		rc = consume(&l, err);
+	if (rc != 0)
+		goto out_close;
+	log_at(CONFIG_LOG_WARNING, NULL, "worker %s ready: %zu queue(s), pool %s x%d, broker %s",
+	       s->hostname, s->n_queues, s->pool.kind == POOL_PREFORK ? "prefork" : "threads",
+	       s->pool.concurrency, broker_conn_url(l.conn));
+	rc = run(&l);
+	if (rc == LOOP_COLD) {
+		/* Handlers may still run: leave the pool and the registry alone;
+		 * closing the socket returns every unacked task to its queue. */
+		broker_conn_free(l.conn);
+		close(l.sigfd);
+		return LOOP_COLD;
+	}
+	close_warm(&l);
+	log_at(CONFIG_LOG_WARNING, NULL, "worker: stopped after %llu task(s)",
+	       (unsigned long long)l.processed);
+out_close:
+	free_limiters(&l);
+	free_afters(&l);
+	pool_free(l.pool);
+	broker_conn_free(l.conn);
+	backend_free(l.results);
+	free(l.consumer_tags);
+	if (l.sigfd >= 0)
+		close(l.sigfd);
+	return rc;
+}

@@ -1,0 +1,446 @@
+/* worker/pool_threads.c - the threads pool: N threads run handlers in the
+ * worker process itself, the lowest-overhead pool.
+ *
+ * Concurrency design. Two queues, one mutex:
+ *   - `todo`: jobs the loop submitted; threads wait on `work` for it to fill.
+ *   - `done`: finished jobs; the loop takes them back on its own thread.
+ * The eventfd is readable exactly while `done` is non-empty: a thread writes
+ * it when it makes `done` non-empty and the loop reads (resets) it when it
+ * takes the last job, both under the mutex, so the loop's poll() never misses
+ * a completion and never spins on a stale one. Handlers run with the mutex
+ * released; a job belongs to exactly one party at a time (loop -> todo ->
+ * thread -> done -> loop), so job fields need no locking.
+ * Close: `closing` stops threads from taking new work; unstarted jobs move to
+ * `done` as TASK_PENDING for the loop to requeue; the loop waits for the
+ * running ones up to its grace (`idle` is signalled as each finishes). A
+ * thread cannot be killed safely, so a hard time limit is refused at start-up
+ * (worker_main.c) and free() joins only threads that have finished; a thread
+ * still inside a handler after the grace is detached and the process exits
+ * under it (a cold shutdown).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "schemas/schemas.h"
+#include "worker.h"
+
+typedef struct job_node {
+	pool_job *job;
+	struct job_node *next;
+} job_node;
+
+typedef struct job_list {
+	job_node *head, *tail;
+	size_t n;
+} job_list;
+
+typedef struct threads_pool {
+	const registry *reg;
+	int n_threads;
+	pthread_t *threads;
+	bool *finished;        /* per thread: returned from its main */
+	int started;
+	pthread_mutex_t mu;
+	pthread_cond_t work;   /* todo non-empty or closing */
+	pthread_cond_t idle;   /* a job finished */
+	job_list todo, done;
+	size_t running;
+	bool closing;
+	int efd;
+} threads_pool;
+
+static void list_push(job_list *l, job_node *n)
+{
+	n->next = NULL;
+	if (l->tail)
+		l->tail->next = n;
+	else
+		l->head = n;
+	l->tail = n;
+	l->n++;
+}
+
+static job_node *list_pop(job_list *l)
+{
+	job_node *n = l->head;
+	if (!n)
+		return NULL;
+	l->head = n->next;
+	if (!l->head)
+		l->tail = NULL;
+	l->n--;
+	return n;
+}
+
+/* ---- running one job ------------------------------------------------------ */
+
+static char *dup_or_null(const char *s)
+{
+	return s && *s ? strdup(s) : NULL;
+}
+
+static int unpack_part(const void *data, size_t len, const char *what, msgpack_zone *zone,
+		       msgpack_object *out, warren_error *err)
+{
+	if (!data || len == 0) {
+		out->type = MSGPACK_OBJECT_NIL;
+		return 0;
+	}
+	schema_limits lim;
+	schema_limits_default(&lim);
+	return schema_unpack(data, len, &lim, what, zone, out, err);
+}
+
+static void job_fail(pool_job *job, const char *type, const char *module, const char *msg)
+{
+	job->status = TASK_FAILURE;
+	job->exc_type = strdup(type);
+	job->exc_module = strdup(module);
+	job->exc_message = strdup(msg);
+}
+
+/* Copies a finished context's outcome into the job (the context dies with
+ * the stack frame of the thread that ran it). */
+static void job_take_outcome(pool_job *job, task_ctx *ctx)
+{
+	job->status = ctx->status;
+	if (ctx->status == TASK_SUCCESS) {
+		size_t len;
+		const char *bytes = task_result_bytes(ctx, &len);
+		job->result = malloc(len);
+		if (job->result) {
+			memcpy(job->result, bytes, len);
+			job->result_len = len;
+		}
+		return;
+	}
+	job->exc_type = dup_or_null(ctx->exc_type);
+	job->exc_module = dup_or_null(ctx->exc_module);
+	job->exc_message = strdup(ctx->exc_message);
+	job->retry_countdown = ctx->retry_countdown;
+	if (ctx->status == TASK_FAILURE) {
+		char tb[2048];
+		task_format_traceback(ctx, tb, sizeof tb);
+		job->traceback = strdup(tb);
+	}
+}
+
+void pool_job_execute(const registry *reg, pool_job *job)
+{
+	job->worker_pid = (int64_t)getpid();
+	const registry_entry *entry = registry_lookup(reg, job->task_name, strlen(job->task_name));
+	if (!entry) {
+		job_fail(job, "NotRegistered", "celery.exceptions", job->task_name);
+		return;
+	}
+	msgpack_zone *zone = msgpack_zone_new(4096);
+	if (!zone) {
+		job_fail(job, "MemoryError", "builtins", "out of memory");
+		return;
+	}
+	task_ctx ctx;
+	task_ctx_init(&ctx);
+	warren_error err = {0};
+	if (unpack_part(job->headers, job->headers_len, "headers", zone, &ctx.headers, &err) ||
+	    unpack_part(job->args, job->args_len, "args", zone, &ctx.args, &err) ||
+	    unpack_part(job->kwargs, job->kwargs_len, "kwargs", zone, &ctx.kwargs, &err)) {
+		job_fail(job, "DecodeError", "kombu.exceptions", err.msg);
+		goto out_release;
+	}
+	ctx.id = job->task_id;
+	ctx.name = job->task_name;
+	ctx.retries = job->retries;
+	task_set_soft_limit(&ctx, job->soft_time_limit);
+	int64_t t0 = task_monotonic_ns();
+	task_run(&ctx, entry);
+	job->runtime = (double)(task_monotonic_ns() - t0) * 1e-9;
+	job_take_outcome(job, &ctx);
+out_release:
+	task_ctx_release(&ctx);
+	msgpack_zone_free(zone);
+}
+
+/* ---- the threads ------------------------------------------------------------ */
+
+typedef struct thread_arg {
+	threads_pool *tp;
+	int index;
+} thread_arg;
+
+/* Called with the mutex held: hands a finished node to the loop. */
+static void finish_locked(threads_pool *tp, job_node *n)
+{
+	bool was_empty = tp->done.n == 0;
+	list_push(&tp->done, n);
+	if (was_empty) {
+		uint64_t one = 1;
+		ssize_t w = write(tp->efd, &one, sizeof one);
+		(void)w; /* an eventfd write only fails on counter overflow */
+	}
+}
+
+static void *thread_main(void *arg)
+{
+	thread_arg *ta = arg;
+	threads_pool *tp = ta->tp;
+	int index = ta->index;
+	free(ta);
+	pthread_mutex_lock(&tp->mu);
+	for (;;) {
+		while (!tp->closing && tp->todo.n == 0)
+			pthread_cond_wait(&tp->work, &tp->mu);
+		if (tp->closing)
+			break;
+		job_node *n = list_pop(&tp->todo);
+		tp->running++;
+		pthread_mutex_unlock(&tp->mu);
+		pool_job_execute(tp->reg, n->job);
+		pthread_mutex_lock(&tp->mu);
+		tp->running--;
+		finish_locked(tp, n);
+		pthread_cond_broadcast(&tp->idle);
+	}
+	tp->finished[index] = true;
+	pthread_cond_broadcast(&tp->idle);
+	pthread_mutex_unlock(&tp->mu);
+	return NULL;
+}
+
+static void threads_free(void *impl);
+
+static int start_threads(threads_pool *tp, warren_error *err)
+{
+	for (int i = 0; i < tp->n_threads; i++) {
+		thread_arg *ta = malloc(sizeof *ta);
+		if (!ta)
+			return warren_error_set(err, WARREN_ENOMEM, "threads pool: out of memory");
+		*ta = (thread_arg){tp, i};
+		int rc = pthread_create(&tp->threads[i], NULL, thread_main, ta);
+		if (rc != 0) {
+			free(ta);
+			return warren_error_set(err, WARREN_EIO, "threads pool: thread %d: %s", i,
+						strerror(rc));
+		}
+		tp->started++;
+	}
+	return 0;
+}
+
+static int threads_open(const pool_options *o, const registry *reg, void **impl,
+			warren_error *err)
+{
+	threads_pool *tp = calloc(1, sizeof *tp);
+	if (!tp)
+		return warren_error_set(err, WARREN_ENOMEM, "threads pool: out of memory");
+	tp->reg = reg;
+	tp->n_threads = o->concurrency;
+	tp->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	tp->threads = calloc((size_t)o->concurrency, sizeof *tp->threads);
+	tp->finished = calloc((size_t)o->concurrency, sizeof *tp->finished);
+	pthread_mutex_init(&tp->mu, NULL);
+	pthread_cond_init(&tp->work, NULL);
+	pthread_cond_init(&tp->idle, NULL);
+	int rc;
+	if (tp->efd < 0)
+		rc = warren_error_set(err, WARREN_EIO, "threads pool: eventfd: %s", strerror(errno));
+	else if (!tp->threads || !tp->finished)
+		rc = warren_error_set(err, WARREN_ENOMEM, "threads pool: out of memory");
+	else
+		rc = start_threads(tp, err);
+	if (rc != 0) {
+		threads_free(tp);
+		return rc;
+	}
+	*impl = tp;
+	return 0;
+}
+
+static int threads_fd(const void *impl)
+{
+	return ((const threads_pool *)impl)->efd;
+}
+
+static int threads_submit(void *impl, pool_job *job, warren_error *err)
+{
+	threads_pool *tp = impl;
+	job_node *n = malloc(sizeof *n);
+	if (!n)
+		return warren_error_set(err, WARREN_ENOMEM, "threads pool: out of memory");
+	n->job = job;
+	pthread_mutex_lock(&tp->mu);
+	if (tp->closing) {
+		pthread_mutex_unlock(&tp->mu);
+		free(n);
+		return warren_error_set(err, WARREN_EINVAL, "threads pool: closing");
+	}
+	list_push(&tp->todo, n);
+	pthread_cond_signal(&tp->work);
+	pthread_mutex_unlock(&tp->mu);
+	return 0;
+}
+
+static pool_job *threads_take_done(void *impl)
+{
+	threads_pool *tp = impl;
+	pthread_mutex_lock(&tp->mu);
+	job_node *n = list_pop(&tp->done);
+	if (tp->done.n == 0) {
+		uint64_t v;
+		ssize_t r = read(tp->efd, &v, sizeof v);
+		(void)r; /* EAGAIN when nothing was signalled */
+	}
+	pthread_mutex_unlock(&tp->mu);
+	if (!n)
+		return NULL;
+	pool_job *job = n->job;
+	free(n);
+	return job;
+}
+
+static void threads_tick(void *impl)
+{
+	(void)impl; /* nothing to reap: threads do not die */
+}
+
+static int64_t threads_next_deadline_ns(const void *impl)
+{
+	(void)impl;
+	return 0;
+}
+
+static int threads_terminate(void *impl, uint64_t seq, int signum, warren_error *err)
+{
+	threads_pool *tp = impl;
+	(void)signum;
+	pthread_mutex_lock(&tp->mu);
+	job_node **pp = &tp->todo.head, *prev = NULL;
+	for (; *pp; prev = *pp, pp = &(*pp)->next) {
+		job_node *n = *pp;
+		if (n->job->seq != seq)
+			continue;
+		*pp = n->next;
+		if (tp->todo.tail == n)
+			tp->todo.tail = prev;
+		tp->todo.n--;
+		n->job->status = TASK_PENDING;
+		finish_locked(tp, n);
+		pthread_mutex_unlock(&tp->mu);
+		return 0;
+	}
+	pthread_mutex_unlock(&tp->mu);
+	return warren_error_set(err, WARREN_EINVAL,
+				"threads pool: job %llu is running or unknown; a thread cannot be stopped",
+				(unsigned long long)seq);
+}
+
+static size_t threads_pending(const void *impl)
+{
+	threads_pool *tp = (threads_pool *)impl;
+	pthread_mutex_lock(&tp->mu);
+	size_t n = tp->todo.n + tp->done.n + tp->running;
+	pthread_mutex_unlock(&tp->mu);
+	return n;
+}
+
+static void deadline_after(struct timespec *ts, int ms)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
+static int threads_close(void *impl, int grace_ms, warren_error *err)
+{
+	threads_pool *tp = impl;
+	struct timespec until;
+	deadline_after(&until, grace_ms > 0 ? grace_ms : 0);
+	pthread_mutex_lock(&tp->mu);
+	tp->closing = true;
+	for (job_node *n; (n = list_pop(&tp->todo));) {
+		n->job->status = TASK_PENDING;
+		finish_locked(tp, n);
+	}
+	pthread_cond_broadcast(&tp->work);
+	int rc = 0;
+	while (tp->running > 0 && rc == 0)
+		rc = pthread_cond_timedwait(&tp->idle, &tp->mu, &until);
+	size_t still = tp->running;
+	pthread_mutex_unlock(&tp->mu);
+	if (still > 0)
+		return warren_error_set(err, WARREN_ETIMEOUT,
+					"threads pool: %zu task(s) still running after %d ms", still,
+					grace_ms);
+	return 0;
+}
+
+static void free_list(job_list *l)
+{
+	for (job_node *n; (n = list_pop(l));) {
+		pool_job_free(n->job);
+		free(n);
+	}
+}
+
+static void threads_free(void *impl)
+{
+	threads_pool *tp = impl;
+	if (!tp)
+		return;
+	pthread_mutex_lock(&tp->mu);
+	tp->closing = true;
+	pthread_cond_broadcast(&tp->work);
+	pthread_mutex_unlock(&tp->mu);
+	bool all_joined = true;
+	for (int i = 0; i < tp->started; i++) {
+		pthread_mutex_lock(&tp->mu);
+		/* A thread still inside a handler: wait briefly, then leave it. */
+		struct timespec until;
+		deadline_after(&until, 100);
+		while (!tp->finished[i] &&
+		       pthread_cond_timedwait(&tp->idle, &tp->mu, &until) == 0)
+			;
+		bool done = tp->finished[i];
+		pthread_mutex_unlock(&tp->mu);
+		if (done)
+			pthread_join(tp->threads[i], NULL);
+		else {
+			pthread_detach(tp->threads[i]);
+			all_joined = false;
+		}
+	}
+	if (!all_joined)
+		return; /* the detached threads still use tp: leave it to process exit */
+	free_list(&tp->todo);
+	free_list(&tp->done);
+	pthread_cond_destroy(&tp->idle);
+	pthread_cond_destroy(&tp->work);
+	pthread_mutex_destroy(&tp->mu);
+	if (tp->efd >= 0)
+		close(tp->efd);
+	free(tp->threads);
+	free(tp->finished);
+	free(tp);
+}
+
+const pool_ops pool_threads_ops = {
+	.name = "threads",
+	.open = threads_open,
+	.fd = threads_fd,
+	.submit = threads_submit,
+	.take_done = threads_take_done,
+	.tick = threads_tick,
+	.next_deadline_ns = threads_next_deadline_ns,
+	.terminate = threads_terminate,
+	.pending = threads_pending,
+	.close = threads_close,
+	.free = threads_free,
+};
