@@ -22,7 +22,7 @@ SONAME   := libwarren.so.0
 
 # msgpack-c is "msgpack" before 6.0 and "msgpack-c" from 6.0 on.
 MSGPACK_PC := $(shell $(PKG_CONFIG) --exists msgpack-c 2>/dev/null && echo msgpack-c || echo msgpack)
-PKGS     := librabbitmq $(MSGPACK_PC) yaml-0.1 hiredis
+PKGS     := librabbitmq $(MSGPACK_PC) yaml-0.1 hiredis jansson
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 
@@ -34,7 +34,7 @@ CPPFLAGS += -D_POSIX_C_SOURCE=200809L -Iinclude -I. $(PKG_CFLAGS) -MMD -MP
 LDFLAGS  += $(EXTRA_LDFLAGS)
 LDLIBS   += $(PKG_LIBS) -lpthread -ldl -lm
 
-MODULES  ?= common schemas config broker-adapter backends
+MODULES  ?= common schemas config broker-adapter backends producer
 
 # Files named *_main.c hold a binary's main() and the CLI's producer/cli_*.c
 # stay out of the library.
@@ -102,11 +102,11 @@ CLI_SRCS := $(wildcard producer/cli_*.c)
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 $(BUILD)/bin/warren: $(CLI_OBJS) $(LIB_A)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(LIB_A) -ljansson $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(LIB_A) $(LDLIBS)
 
 $(BUILD)/bin/warren-worker: $(BUILD)/obj/worker/worker_main.o $(WORKER_A) $(LIB_A)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ -ljansson $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/plugins/%.so: plugins/%.c
 	@mkdir -p $(@D) $(BUILD)/obj/plugins
@@ -116,7 +116,7 @@ $(TEST_OBJS): CPPFLAGS += $(TEST_CPPFLAGS)
 
 $(TEST_BIN): $(TEST_OBJS) $(WORKER_A) $(LIB_A)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJS) $(WORKER_A) $(LIB_A) -lcriterion -ljansson $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJS) $(WORKER_A) $(LIB_A) -lcriterion $(LDLIBS)
 
 test-build: all $(TEST_BIN)
 
