@@ -30,7 +30,7 @@ OPT      ?= -O2
 WARN     := -Wall -Wextra -Werror
 CFLAGS   ?= $(OPT) -g
 CFLAGS   += -std=c11 $(WARN) -fPIC -fvisibility=hidden $(EXTRA_CFLAGS)
-CPPFLAGS += -D_POSIX_C_SOURCE=200809L -Iinclude -I. $(PKG_CFLAGS) -MMD -MP
+CPPFLAGS += -D_POSIX_C_SOURCE=200809L -DWARREN_VERSION=\"$(VERSION)\" -Iinclude -I. $(PKG_CFLAGS) -MMD -MP
 LDFLAGS  += $(EXTRA_LDFLAGS)
 LDLIBS   += $(PKG_LIBS) -lpthread -ldl -lm
 

@@ -442,4 +442,479 @@ int schema_args_bind(const char *task_name, const warren_task_schema *schema,
  * including the NUL; returns buf. */
 char *schema_value_preview(const msgpack_object *v, char *buf, size_t size);
 
+/* ==== events (schemas/event.c) ==== */
+
+/* Celery's monitoring events (celery/events/event.py, dispatcher.py,
+ * worker/heartbeat.py, worker/request.py, worker/strategy.py) as JSON, the
+ * default event_serializer. An event is a json_t object (jansson) whose keys
+ * are in the order Celery's Event() writes them:
+ *   hostname, utcoffset, pid, clock, <type's own fields>, timestamp, type
+ * and it is serialized the way Python's json.dumps does it (", " and ": "
+ * separators, ensure_ascii, floats as Python's repr), so the bytes equal
+ * what a Celery worker sends for the same values.
+ *
+ * Wire format note: a change to any type's field list or order, the routing
+ * key rule, the exchange or the monitor queue arguments must bump
+ * SCHEMA_EVENT_WIRE_VERSION and be checked with
+ * tests/interop/test_control_events_celery.c (Celery's State reads ours). */
+#define SCHEMA_EVENT_WIRE_VERSION 1
+#define SCHEMA_EVENT_EXCHANGE "celeryev"          /* topic, durable */
+#define SCHEMA_EVENT_EXCHANGE_TYPE "topic"
+#define SCHEMA_EVENT_CONTENT_TYPE "application/json"
+#define SCHEMA_EVENT_CONTENT_ENCODING "utf-8"
+#define SCHEMA_EVENT_DELIVERY_MODE 1              /* transient */
+#define SCHEMA_EVENT_QUEUE_PREFIX "celeryev"      /* monitor queue celeryev.<uuid> */
+#define SCHEMA_EVENT_QUEUE_TTL_MS 5000            /* x-message-ttl (event_queue_ttl 5.0) */
+#define SCHEMA_EVENT_QUEUE_EXPIRES_MS 60000       /* x-expires (event_queue_expires 60.0) */
+#define SCHEMA_EVENT_MONITOR_BINDING "#"
+#define SCHEMA_EVENT_HEARTBEAT_FREQ 2.0           /* seconds, worker_heartbeat default */
+#define SCHEMA_EVENT_BUFFER_LIMIT 24              /* task events per task.multi list */
+#define SCHEMA_EVENT_SW_IDENT "warren"            /* Celery sends "py-celery" */
+
+struct json_t;
+
+typedef enum schema_event_type {
+	SCHEMA_EVENT_UNKNOWN = 0, /* any other type: decoded, not built */
+	SCHEMA_EVENT_WORKER_ONLINE,
+	SCHEMA_EVENT_WORKER_HEARTBEAT,
+	SCHEMA_EVENT_WORKER_OFFLINE,
+	SCHEMA_EVENT_TASK_SENT,
+	SCHEMA_EVENT_TASK_RECEIVED,
+	SCHEMA_EVENT_TASK_STARTED,
+	SCHEMA_EVENT_TASK_SUCCEEDED,
+	SCHEMA_EVENT_TASK_FAILED,
+	SCHEMA_EVENT_TASK_RETRIED,
+	SCHEMA_EVENT_TASK_REJECTED,
+	SCHEMA_EVENT_TASK_REVOKED,
+} schema_event_type;
+
+/* "task-received", ...; NULL for SCHEMA_EVENT_UNKNOWN or out of range.
+ * Static storage. */
+const char *schema_event_type_name(schema_event_type t);
+/* The type for a wire name; SCHEMA_EVENT_UNKNOWN if it is none of ours. */
+schema_event_type schema_event_type_parse(const char *name);
+/* True for task-* types. */
+bool schema_event_is_task(schema_event_type t);
+
+/* The routing key Celery publishes an event under: the type with every '-'
+ * replaced by '.' ("task-succeeded" -> "task.succeeded"). A buffered group
+ * goes out as "<group>.multi" (schema_event_multi_routing_key). Writes at
+ * most cap bytes with the NUL; returns 0 or WARREN_ELIMIT if it does not fit. */
+int schema_event_routing_key(const char *type, char *buf, size_t cap,
+			     warren_error *err);
+/* "task.multi": the key of a JSON list of buffered task events. */
+const char *schema_event_multi_routing_key(void);
+
+/* Celery's celery.utils.time.utcoffset() for the local zone at `when`:
+ * hours WEST of UTC, floored (UTC+1 -> -1, UTC-5 -> 5). */
+int schema_event_utcoffset(int64_t when);
+
+/* What the dispatcher adds to every event. Strings are borrowed. */
+typedef struct schema_event_source {
+	const char *hostname; /* the node name, "w1@host" */
+	int64_t pid;
+	int utcoffset;        /* schema_event_utcoffset() */
+} schema_event_source;
+
+/* worker-online / worker-heartbeat / worker-offline fields
+ * (worker/heartbeat.py _send). */
+typedef struct schema_event_worker_info {
+	double freq;          /* SCHEMA_EVENT_HEARTBEAT_FREQ */
+	int64_t active;       /* requests executing now */
+	int64_t processed;    /* all tasks processed since start */
+	double loadavg[3];    /* rounded up to 2 decimals as Celery does */
+	const char *sw_ident; /* NULL: SCHEMA_EVENT_SW_IDENT */
+	const char *sw_ver;   /* NULL: the library version */
+	const char *sw_sys;   /* NULL: uname sysname ("Linux") */
+} schema_event_worker_info;
+
+/* The fields of a task event; each type writes only its own (see the
+ * table in event.c). Strings are borrowed; a NULL string is JSON null. */
+typedef struct schema_event_task_info {
+	const char *uuid;      /* required */
+	/* task-received (and task-sent) */
+	const char *name;
+	const char *args;      /* argsrepr, e.g. "(2, 3)" */
+	const char *kwargs;    /* kwargsrepr, e.g. "{}" */
+	const char *root_id;
+	const char *parent_id;
+	int64_t retries;
+	const char *eta;       /* ISO-8601 or NULL */
+	const char *expires;   /* ISO-8601 or NULL */
+	/* task-sent only */
+	const char *queue;
+	const char *exchange;
+	const char *routing_key;
+	/* task-succeeded: result is the repr string of the return value */
+	const char *result;
+	double runtime;        /* seconds */
+	/* task-failed, task-retried: exception repr and formatted traceback */
+	const char *exception;
+	const char *traceback;
+	/* task-rejected */
+	bool requeue;
+	/* task-revoked */
+	bool terminated;
+	bool has_signum;       /* false: signum is null */
+	int64_t signum;
+	bool expired;
+} schema_event_task_info;
+
+/* Builds a worker-* event. clock is the worker's Lamport clock after
+ * forward(); timestamp is time.time() (seconds, UTC epoch). *out is a new
+ * jansson object the caller frees with json_decref(). Returns 0,
+ * WARREN_EINVAL (not a worker type, no hostname) or WARREN_ENOMEM. */
+int schema_event_worker(const schema_event_source *src, schema_event_type type,
+			uint64_t clock, double timestamp,
+			const schema_event_worker_info *info, struct json_t **out,
+			warren_error *err);
+
+/* Builds a task-* event the same way. WARREN_EINVAL for a non-task type,
+ * no hostname or no uuid. */
+int schema_event_task(const schema_event_source *src, schema_event_type type,
+		      uint64_t clock, double timestamp,
+		      const schema_event_task_info *info, struct json_t **out,
+		      warren_error *err);
+
+/* Serializes an event object, or a JSON array of them (the task.multi
+ * list) -- any JSON object or array -- as Python's json.dumps would. *out is malloc'd, NUL-terminated (not
+ * counted in *out_len), freed by the caller with free(). Returns 0,
+ * WARREN_EINVAL (not an object or array), WARREN_EENCODE (a NaN or
+ * infinite real) or WARREN_ENOMEM. */
+int schema_event_encode(const struct json_t *event, char **out, size_t *out_len,
+			warren_error *err);
+
+/* The AMQP application headers of an event message, {"hostname": hostname},
+ * packed as a msgpack map and appended to buf (initialised by the caller). */
+int schema_event_headers(const char *hostname, msgpack_sbuffer *buf,
+			 warren_error *err);
+
+/* Writes the monitor queue name "celeryev.<uuid4>" (declare it non-durable,
+ * auto_delete, x-message-ttl SCHEMA_EVENT_QUEUE_TTL_MS, x-expires
+ * SCHEMA_EVENT_QUEUE_EXPIRES_MS, bound to SCHEMA_EVENT_EXCHANGE with "#"). */
+int schema_event_monitor_queue_name(char buf[64], warren_error *err);
+
+/* One received event. Pointers point into `object` (borrowed from the
+ * schema_event_list it came from) and live as long as the list. */
+typedef struct schema_event {
+	schema_event_type type; /* SCHEMA_EVENT_UNKNOWN for other types */
+	const char *type_name;  /* as received, never NULL */
+	const char *hostname;   /* NULL if absent or not a string */
+	const char *uuid;       /* task events; NULL otherwise */
+	bool has_timestamp;
+	double timestamp;
+	bool has_clock;
+	int64_t clock;
+	bool has_pid;
+	int64_t pid;
+	struct json_t *object;  /* every field, unknown ones included */
+} schema_event;
+
+/* A decoded message: one event, or the events of a *.multi list in order. */
+typedef struct schema_event_list {
+	schema_event *events;
+	size_t n;
+	struct json_t *root; /* owns everything */
+} schema_event_list;
+
+/* Decodes an event message body. content_type must be
+ * SCHEMA_EVENT_CONTENT_TYPE (NULL is taken as JSON). A list element that is
+ * not an object with a string "type" fails the whole message; unknown
+ * fields and unknown types are kept. lim: max_body, max_elems (list length)
+ * and max_depth apply (NULL = defaults). On success *out holds the events;
+ * release it with schema_event_list_release(). Returns 0, WARREN_EDECODE,
+ * WARREN_ELIMIT or WARREN_ENOMEM. */
+int schema_event_decode(const char *content_type, const void *body, size_t len,
+			const schema_limits *lim, schema_event_list *out,
+			warren_error *err);
+void schema_event_list_release(schema_event_list *list);
+
+/* Field getters for a decoded event: the value under key if it has that
+ * type, else the fallback / NULL. Strings live as long as the list. */
+const char *schema_event_get_str(const schema_event *ev, const char *key);
+double schema_event_get_num(const schema_event *ev, const char *key, double fallback);
+
+/* ==== remote control (schemas/control.c) ==== */
+
+/* Celery's remote control over kombu's pidbox Mailbox (kombu/pidbox.py,
+ * celery/app/control.py, celery/worker/control.py). Requests go to the
+ * fanout exchange SCHEMA_CONTROL_EXCHANGE; every worker consumes its own
+ * "<nodename>.celery.pidbox" queue; replies go to SCHEMA_CONTROL_REPLY_EXCHANGE
+ * with the client's oid as routing key, into "<oid>.reply.celery.pidbox".
+ *
+ * Bodies are msgpack (Celery clients use their task_serializer; warren's is
+ * msgpack) or JSON (a default Celery client): decoders pick by content type
+ * and JSON is converted to msgpack objects, so callers see one shape.
+ *
+ * request body: {method, arguments, destination, pattern, matcher,
+ *                [ticket, reply_to{exchange, routing_key}]}, in that order;
+ *   headers {clock, expires}.
+ * reply body:   {"<nodename>": <result>}, result {"ok": v} / {"error": msg}
+ *   or a bare value (inspect commands); headers {ticket, clock}.
+ *
+ * Wire format note: when kombu's Mailbox or Celery's Panel change a name,
+ * key, order or reply shape, bump SCHEMA_CONTROL_WIRE_VERSION, rerun
+ * tests/interop/gen_control_fixtures.py and review the diff. */
+#define SCHEMA_CONTROL_WIRE_VERSION 1
+#define SCHEMA_CONTROL_NAMESPACE "celery"             /* control_exchange */
+#define SCHEMA_CONTROL_EXCHANGE "celery.pidbox"       /* fanout, non-durable */
+#define SCHEMA_CONTROL_EXCHANGE_TYPE "fanout"
+#define SCHEMA_CONTROL_REPLY_EXCHANGE "reply.celery.pidbox" /* direct, non-durable */
+#define SCHEMA_CONTROL_REPLY_EXCHANGE_TYPE "direct"
+#define SCHEMA_CONTROL_QUEUE_SUFFIX ".celery.pidbox"
+#define SCHEMA_CONTROL_REPLY_QUEUE_SUFFIX ".reply.celery.pidbox"
+/* Both queues: non-durable, auto_delete, these arguments
+ * (control_queue_expires 10.0, control_queue_ttl 300.0). */
+#define SCHEMA_CONTROL_QUEUE_EXPIRES_MS 10000         /* x-expires */
+#define SCHEMA_CONTROL_QUEUE_TTL_MS 300000            /* x-message-ttl */
+#define SCHEMA_CONTROL_REQUEST_DELIVERY_MODE 2        /* what kombu sends */
+#define SCHEMA_CONTROL_REPLY_DELIVERY_MODE 1          /* transient */
+#define SCHEMA_CONTROL_JSON_CONTENT_TYPE "application/json"
+#define SCHEMA_CONTROL_JSON_CONTENT_ENCODING "utf-8"
+
+/* "<nodename>.celery.pidbox" and "<oid>.reply.celery.pidbox" into buf.
+ * Returns 0, WARREN_EINVAL (empty name) or WARREN_ELIMIT (does not fit). */
+int schema_control_queue_name(const char *nodename, char *buf, size_t cap,
+			      warren_error *err);
+int schema_control_reply_queue_name(const char *oid, char *buf, size_t cap,
+				    warren_error *err);
+
+typedef enum schema_control_format {
+	SCHEMA_CONTROL_MSGPACK = 0, /* application/x-msgpack, binary */
+	SCHEMA_CONTROL_JSON,        /* application/json, utf-8 */
+} schema_control_format;
+
+/* The format for a content type: 0 and *out, or WARREN_EDECODE for one we
+ * do not speak (kombu's other serializers: pickle, yaml). NULL = msgpack. */
+int schema_control_format_of(const char *content_type, schema_control_format *out,
+			     warren_error *err);
+/* Content type and encoding strings for a format. Static storage. */
+const char *schema_control_content_type(schema_control_format fmt);
+const char *schema_control_content_encoding(schema_control_format fmt);
+
+/* A control request. Every pointer lives in `zone` and dies with
+ * schema_control_request_free(). */
+typedef struct schema_control_request {
+	const char *method;          /* "ping", "revoke", ... never NULL */
+	msgpack_object arguments;    /* a map; nil/absent decodes as {} */
+	const char **destination;    /* node names; NULL/0 = every node */
+	size_t n_destination;
+	const char *pattern;         /* with matcher: kombu.matcher match() */
+	const char *matcher;         /* "glob" or "pcre"; NULL if absent */
+	const char *ticket;          /* the call's id, echoed in the reply headers */
+	const char *reply_exchange;  /* reply_to.exchange; NULL: a cast, no reply
+				      * (kombu replies iff reply_to is set) */
+	const char *reply_routing_key; /* reply_to.routing_key (client oid) */
+	bool has_clock;
+	uint64_t clock;              /* headers.clock */
+	double expires;              /* headers.expires, unix time; 0 = none */
+	schema_control_format format;/* what the body was in; reply in kind */
+	msgpack_zone *zone;
+} schema_control_request;
+
+/* Decodes a request. headers is the AMQP table as a packed msgpack map
+ * (NULL/0: none); body is borrowed and copied. lim applies to both (NULL =
+ * defaults); a destination list longer than lim->max_elems is
+ * WARREN_ELIMIT. Unknown keys are ignored. *out is freed with
+ * schema_control_request_free(). Returns 0, WARREN_EDECODE (`control
+ * request: "method" is missing`), WARREN_ELIMIT or WARREN_ENOMEM. */
+int schema_control_request_decode(const char *content_type, const void *headers,
+				  size_t headers_len, const void *body,
+				  size_t body_len, const schema_limits *lim,
+				  schema_control_request **out, warren_error *err);
+void schema_control_request_free(schema_control_request *req);
+
+/* Whether node `nodename` must handle req, as kombu's Node.handle_message
+ * decides: named in destination; else, with pattern and matcher, the glob
+ * (fnmatch) or pcre (POSIX extended regex, searched like re.search) match;
+ * else everyone. An unknown matcher matches nothing. */
+bool schema_control_request_is_for(const schema_control_request *req,
+				   const char *nodename);
+/* True when headers.expires is set and passed at `now` (unix seconds).
+ * Celery 5.2 workers ignore expires; the check is for warren's own. */
+bool schema_control_request_expired(const schema_control_request *req, double now);
+
+/* Looks up an argument: the value under key in req->arguments, or NULL. */
+const msgpack_object *schema_control_arg(const schema_control_request *req,
+					 const char *key);
+
+/* What to send. Strings are borrowed. arguments_mp is one packed msgpack
+ * map (NULL: {}); destination NULL/0 sends nil (every node). ticket and
+ * reply_routing_key: both or neither (a call wanting replies, or a cast). */
+typedef struct schema_control_request_spec {
+	const char *method;
+	const void *arguments_mp;
+	size_t arguments_len;
+	const char *const *destination;
+	size_t n_destination;
+	const char *pattern;
+	const char *matcher;
+	const char *ticket;
+	const char *reply_routing_key;  /* the client's oid */
+	uint64_t clock;
+	double expires;                 /* time() + timeout, 0 = none */
+} schema_control_request_spec;
+
+/* Encodes a request as kombu's Mailbox._publish does, in fmt. body and
+ * headers are initialised by the caller and appended to (a JSON body is
+ * written as bytes into body); headers get {clock, expires} as a msgpack
+ * map. Publish to SCHEMA_CONTROL_EXCHANGE, routing key "", delivery mode
+ * SCHEMA_CONTROL_REQUEST_DELIVERY_MODE, content type/encoding of fmt.
+ * Returns 0, WARREN_EINVAL (no method, arguments not one map, ticket
+ * without reply key), WARREN_EENCODE or WARREN_ENOMEM. */
+int schema_control_request_encode(const schema_control_request_spec *spec,
+				  schema_control_format fmt, msgpack_sbuffer *headers,
+				  msgpack_sbuffer *body, warren_error *err);
+
+/* Reply headers {ticket, clock} as a msgpack map appended to buf. Publish
+ * the reply to SCHEMA_CONTROL_REPLY_EXCHANGE with the request's
+ * reply_routing_key, delivery mode SCHEMA_CONTROL_REPLY_DELIVERY_MODE. */
+int schema_control_reply_headers(const char *ticket, uint64_t clock,
+				 msgpack_sbuffer *buf, warren_error *err);
+
+/* Encodes a reply body {nodename: result} in fmt, appended to body.
+ * result_mp is one packed msgpack value (built with the schema_control_pack_*
+ * helpers below). Returns 0, WARREN_EINVAL (no nodename, result not one
+ * value), WARREN_EENCODE (a value JSON cannot hold, e.g. bin) or
+ * WARREN_ENOMEM. */
+int schema_control_reply_encode(const char *nodename, const void *result_mp,
+				size_t result_len, schema_control_format fmt,
+				msgpack_sbuffer *body, warren_error *err);
+
+/* One node's answer inside a reply. */
+typedef struct schema_control_node_reply {
+	const char *nodename;
+	msgpack_object value;  /* the whole result */
+	bool is_ok;            /* value is a 1-key map {"ok": ...} */
+	bool is_error;         /* value is a 1-key map {"error": ...} */
+	const char *error;     /* the error string when is_error, else NULL */
+} schema_control_node_reply;
+
+/* A decoded reply message. Pointers live in `zone`. */
+typedef struct schema_control_reply {
+	const char *ticket;    /* headers.ticket; NULL if absent */
+	bool has_clock;
+	uint64_t clock;
+	schema_control_node_reply *nodes;
+	size_t n_nodes;
+	msgpack_zone *zone;
+} schema_control_reply;
+
+/* Decodes one reply message (a map of one or more nodes). The client
+ * keeps replies whose ticket equals its request's (kombu _collect) and
+ * merges their nodes by name, later ones winning (Celery flatten_reply).
+ * *out is freed with schema_control_reply_free(). Returns 0,
+ * WARREN_EDECODE, WARREN_ELIMIT or WARREN_ENOMEM. */
+int schema_control_reply_decode(const char *content_type, const void *headers,
+				size_t headers_len, const void *body,
+				size_t body_len, const schema_limits *lim,
+				schema_control_reply **out, warren_error *err);
+void schema_control_reply_free(schema_control_reply *reply);
+
+/* ---- result shapes (celery/worker/control.py), packed into pk ---- */
+
+/* {"ok": text} / {"error": text}; ping is {"ok": "pong"}. */
+int schema_control_pack_ok(msgpack_packer *pk, const char *text, warren_error *err);
+int schema_control_pack_error(msgpack_packer *pk, const char *text, warren_error *err);
+
+/* revoke's reply. Without terminate: {"ok": "tasks <ids> flagged as
+ * revoked"} with ids joined by ", ". With terminate, the ids of the tasks
+ * actually terminated: {"ok": "terminate: <ids>"}, or {"ok": "terminate:
+ * tasks unknown"} when none ran here. */
+int schema_control_pack_revoke(msgpack_packer *pk, const char *const *ids, size_t n,
+			       bool terminate, const char *const *terminated,
+			       size_t n_terminated, warren_error *err);
+
+/* A list of strings: registered (task names, sorted by the caller, without
+ * celery.* builtins) and revoked (ids). */
+int schema_control_pack_strings(msgpack_packer *pk, const char *const *s, size_t n,
+				warren_error *err);
+
+/* A queue as kombu's Queue.as_dict(recurse=True), for active_queues. */
+typedef struct schema_control_queue_info {
+	const char *name;
+	const char *exchange;      /* "" for the default exchange */
+	const char *exchange_type; /* "direct", "topic", "fanout" */
+	bool exchange_durable;
+	const char *routing_key;
+	bool durable;
+	bool exclusive;
+	bool auto_delete;
+	bool has_max_priority;     /* x-max-priority in queue_arguments (the
+				    * max_priority attribute stays None, as
+				    * in a Celery worker) */
+	int64_t max_priority;
+	bool has_message_ttl;      /* seconds, as kombu keeps it */
+	double message_ttl;
+	bool has_expires;
+	double expires;
+	const char *queue_type;    /* x-queue-type ("quorum") or NULL */
+} schema_control_queue_info;
+int schema_control_pack_queues(msgpack_packer *pk, const schema_control_queue_info *q,
+			       size_t n, warren_error *err);
+
+/* One request as Request.info() gives it, for active and reserved. */
+typedef struct schema_control_task_info {
+	const char *id;
+	const char *name;          /* also sent as "type" */
+	const void *args_mp;       /* packed list (or the argsrepr str with
+				    * active(safe=True)); NULL = [] */
+	size_t args_len;
+	const void *kwargs_mp;     /* packed map or kwargsrepr; NULL = {} */
+	size_t kwargs_len;
+	const char *hostname;      /* the worker's node name */
+	bool has_time_start;       /* false: None (not started yet) */
+	double time_start;         /* unix seconds */
+	bool acknowledged;
+	const char *exchange;      /* delivery_info */
+	const char *routing_key;
+	bool has_priority;
+	int64_t priority;
+	bool redelivered;
+	bool has_worker_pid;       /* false: None */
+	int64_t worker_pid;
+} schema_control_task_info;
+int schema_control_pack_tasks(msgpack_packer *pk, const schema_control_task_info *t,
+			      size_t n, warren_error *err);
+
+/* The keys of a Celery worker's stats (WorkController.stats) in its order:
+ * total, pid, clock, uptime, pool, broker, prefetch_count, rusage. */
+typedef struct schema_control_task_count {
+	const char *name;
+	int64_t count;
+} schema_control_task_count;
+
+typedef struct schema_control_stats {
+	const schema_control_task_count *total; /* per task name, processed */
+	size_t n_total;
+	int64_t pid;
+	uint64_t clock;                /* sent as a string, as Celery does */
+	int64_t uptime;                /* whole seconds */
+	/* pool (prefork shape; a thread pool lists its pids as processes) */
+	int64_t max_concurrency;
+	const int64_t *processes;      /* child pids */
+	size_t n_processes;
+	int64_t max_tasks_per_child;   /* 0: "N/A" */
+	bool put_guarded_by_semaphore;
+	double soft_timeout;           /* 0: none */
+	double hard_timeout;
+	/* broker (kombu Connection.info() without the password) */
+	const char *broker_hostname;
+	const char *broker_userid;
+	const char *broker_vhost;
+	int64_t broker_port;
+	bool broker_ssl;
+	const char *broker_transport;  /* "amqp" */
+	double broker_connect_timeout;
+	double broker_heartbeat;
+	int64_t prefetch_count;
+	/* rusage (getrusage RUSAGE_SELF) */
+	bool has_rusage;               /* false: "N/A" */
+	double utime, stime;
+	int64_t maxrss, ixrss, idrss, isrss, minflt, majflt, nswap;
+	int64_t inblock, oublock, msgsnd, msgrcv, nsignals, nvcsw, nivcsw;
+} schema_control_stats;
+int schema_control_pack_stats(msgpack_packer *pk, const schema_control_stats *st,
+			      warren_error *err);
+
 #endif
