@@ -212,6 +212,7 @@ typedef struct config_result_backend {
 } config_result_backend;
 
 typedef struct config_arena config_arena;
+typedef struct pipeline_def pipeline_def; /* see "pipelines" below */
 
 typedef struct warren_config {
 	const char *name; /* the file name errors were reported against */
@@ -228,7 +229,11 @@ typedef struct warren_config {
 	size_t n_tasks;
 	config_worker worker;
 	config_result_backend result_backend;
-	const config_node *pipelines; /* uninterpreted; NULL when absent */
+	const config_node *pipelines; /* the `pipelines:` section as parsed; NULL when absent */
+	const char *pipelines_dir;    /* resolved against the config's folder; NULL if not set */
+	const pipeline_def *pipeline_defs; /* interpreted and checked: the section's
+					    * pipelines, then pipelines_dir's files' */
+	size_t n_pipelines;
 	config_arena *arena;          /* owns everything above */
 } warren_config;
 
@@ -357,5 +362,238 @@ int config_split_urls(config_arena *a, const char *text, const char *const **out
 extern const char *const config_broker_schemes[];  /* amqp, amqps */
 extern const char *const config_backend_schemes[]; /* rpc, redis, rediss */
 extern const char *const config_exchange_type_names[];
+
+/* ==== pipelines (pipeline.c) ==== */
+
+/* A pipeline is a tree of Celery canvas nodes declared in YAML, under
+ * `pipelines:` or in the *.yaml files of `pipelines_dir:`. config_load()
+ * interprets and checks every pipeline; the structs below live in the
+ * config's arena. Binding a pipeline to input values (pipeline_bind) gives a
+ * pipeline_bound tree with final msgpack args/kwargs that the producer turns
+ * into Celery signatures. */
+
+typedef enum pipeline_kind {
+	PIPELINE_TASK,  /* one task */
+	PIPELINE_CHAIN, /* members in order, each result prepended to the next */
+	PIPELINE_GROUP, /* members in parallel; result: the list, in order */
+	PIPELINE_CHORD, /* a header group, then body(list of header results) */
+	PIPELINE_MAP,   /* one task applied to each item of a list (xmap/xstarmap) */
+} pipeline_kind;
+
+/* Which pipeline_options fields were given (a composite's options are
+ * defaults for its members; a member's own win). */
+enum {
+	PIPELINE_OPT_QUEUE = 1u << 0,
+	PIPELINE_OPT_COUNTDOWN = 1u << 1,
+	PIPELINE_OPT_EXPIRES = 1u << 2,
+	PIPELINE_OPT_TIME_LIMIT = 1u << 3,
+	PIPELINE_OPT_SOFT_TIME_LIMIT = 1u << 4,
+	PIPELINE_OPT_MAX_RETRIES = 1u << 5,
+	PIPELINE_OPT_IGNORE_RESULT = 1u << 6,
+	PIPELINE_OPT_PRIORITY = 1u << 7,
+	PIPELINE_OPT_IMMUTABLE = 1u << 8,
+};
+
+typedef struct pipeline_options {
+	unsigned set;                 /* PIPELINE_OPT_* of the fields below that were given */
+	const char *queue;
+	double countdown, expires;    /* seconds */
+	double time_limit, soft_time_limit; /* seconds; soft <= hard when both */
+	int max_retries;              /* -1: retry forever (YAML null) */
+	int ignore_result;
+	int priority;                 /* 0-255 */
+	int immutable;                /* the node does not take its parent's result */
+} pipeline_options;
+
+/* A declared input. Types: int, float, str, bytes, bool, list, map, any. */
+typedef struct pipeline_input {
+	const char *name;        /* letters, digits and '_' */
+	warren_type type;
+	const char *description; /* NULL when not given */
+	int required;            /* no default */
+	const void *default_mp;  /* packed default; NULL when required */
+	size_t default_len;
+	unsigned line, column;
+} pipeline_input;
+
+/* A reference to an input inside a template, for messages and checks. */
+typedef struct pipeline_ref {
+	size_t input;          /* index into the pipeline's inputs */
+	int whole;             /* 1: `$input.x` is the whole value; 0: "${input.x}" in a string */
+	unsigned line, column;
+} pipeline_ref;
+
+/* Packed msgpack as written in YAML, except where it refers to inputs: a
+ * whole `$input.x` is the ext value PIPELINE_EXT_INPUT (payload: the input
+ * index, 4 bytes big-endian), a string with "${input.x}" is the ext value
+ * PIPELINE_EXT_FORMAT (payload: the string as written). pipeline_bind()
+ * replaces both; a template without refs is already final. These ext types
+ * never reach the wire: bump nothing but this note if they change. */
+#define PIPELINE_EXT_INPUT 0x50
+#define PIPELINE_EXT_FORMAT 0x51
+typedef struct pipeline_template {
+	const void *mp; /* NULL: absent (no args / no kwargs) */
+	size_t len;
+	const pipeline_ref *refs;
+	size_t n_refs;
+} pipeline_template;
+
+typedef struct pipeline_node pipeline_node;
+struct pipeline_node {
+	pipeline_kind kind;
+	const char *task;            /* TASK, MAP: the task name */
+	pipeline_template args;      /* TASK: an array; MAP: unused */
+	pipeline_template kwargs;    /* TASK: a map */
+	pipeline_template over;      /* MAP: the list (literal or `$input.x`) */
+	int starmap;                 /* MAP: each item is a list of args */
+	pipeline_options options;
+	const pipeline_node *const *children; /* CHAIN, GROUP members; CHORD: the header's */
+	size_t n_children;
+	const pipeline_node *header; /* CHORD: the header node (GROUP or MAP) */
+	const pipeline_node *body;   /* CHORD */
+	const char *path;            /* key path for messages: pipelines.x.run.chain[1] */
+	const char *file;            /* the file it was read from */
+	unsigned line, column;       /* where the node starts */
+	const char *task_path;       /* TASK, MAP: key path of the name, for messages */
+	unsigned task_line, task_column; /* TASK, MAP: where the name is written */
+};
+
+struct pipeline_def {
+	const char *name;
+	const char *description; /* NULL when not given */
+	const pipeline_input *inputs;
+	size_t n_inputs;
+	const pipeline_node *run;
+	size_t n_nodes;          /* nodes in run, for progress totals */
+	const char *file;
+	unsigned line, column;   /* where the name is written */
+};
+
+/* The pipeline called name, or NULL. Lives as long as cfg. */
+const pipeline_def *config_pipeline_find(const warren_config *cfg, const char *name);
+
+/* Checks every task name of every pipeline against known (names a registry
+ * or a worker knows; need not be sorted): the first unknown one is an
+ * error at its place, with the nearest known name as a hint. */
+int config_pipeline_check_tasks(const warren_config *cfg, const char *const *known, size_t n,
+				warren_error *err);
+
+/* Checks that cfg's result backend can run every chord of every pipeline.
+ * config_load() does it; call it again after config_apply_env(). */
+int config_pipeline_check_backend(const warren_config *cfg, warren_error *err);
+
+/* ---- binding inputs ---- */
+
+typedef struct pipeline_bound_node pipeline_bound_node;
+struct pipeline_bound_node {
+	pipeline_kind kind;
+	const pipeline_node *def;  /* the definition: place, path */
+	const char *task;          /* TASK, MAP */
+	const void *args_mp;       /* TASK: the packed args array (never NULL) */
+	size_t args_len;
+	const void *kwargs_mp;     /* TASK: the packed kwargs map (never NULL) */
+	size_t kwargs_len;
+	pipeline_options options;  /* with the enclosing nodes' options applied */
+	/* CHAIN, GROUP: members. CHORD: the header's tasks. MAP: one TASK per
+	 * item (args [item], or item itself for starmap), so a producer can
+	 * send a map as a group; items_mp holds the list for celery.xmap. */
+	const pipeline_bound_node *children;
+	size_t n_children;
+	const pipeline_bound_node *header; /* CHORD: the header (GROUP or MAP) */
+	const pipeline_bound_node *body;   /* CHORD */
+	const void *items_mp;      /* MAP: the packed list */
+	size_t items_len;
+};
+
+typedef struct pipeline_bound {
+	const pipeline_def *def;
+	const pipeline_bound_node *root;
+	const void *inputs_mp;     /* the bound inputs as one packed map, for records */
+	size_t inputs_len;
+	size_t n_tasks;            /* task messages the run sends (a map counts its items) */
+	config_arena *arena;       /* owns the tree; it may point into the config's arena */
+} pipeline_bound;
+
+/* Binds def's inputs from `--set key=value` strings: each value is read by
+ * the input's type (int, float: numbers as YAML writes them; bool:
+ * true/false/yes/no/on/off/1/0; str, bytes: as is; list, map: JSON, or YAML
+ * flow style; any: JSON if it starts with [ { or ", else a YAML scalar).
+ * Inputs not given take their defaults; a missing required input, an
+ * unknown or repeated key and a value of the wrong type are errors. On
+ * success *out is a new tree freed by pipeline_bound_free(), which must be
+ * called before config_free() of def's config. */
+int pipeline_bind(const pipeline_def *def, const char *const *keys, const char *const *values,
+		  size_t n, pipeline_bound **out, warren_error *err);
+void pipeline_bound_free(pipeline_bound *b);
+
+/* ---- outline (pipeline_print.c) ---- */
+
+/* `warren pipeline show NAME`: the pipeline's inputs and run as an indented
+ * outline. */
+void pipeline_print(const pipeline_def *def, FILE *out);
+/* One line per pipeline: name, inputs, description (`warren pipeline list`). */
+void pipeline_print_list(const warren_config *cfg, FILE *out);
+
+/* ---- inside config/ only ---- */
+
+/* Interprets the `pipelines` section and the files of `pipelines_dir`
+ * (root: the config's top-level map) and checks them against cfg's tasks
+ * and result backend; fills cfg->pipeline_defs. */
+int config_parse_pipelines(config_ctx *ctx, const config_node *root);
+
+/* pipeline_template.c: packs n as a template over the given inputs
+ * (input_names: their names, NULL-terminated, for hints). */
+int config_pipeline_pack(config_ctx *ctx, const pipeline_input *inputs, size_t n_inputs,
+			 const char *const *input_names, const config_node *n,
+			 pipeline_template *out);
+/* Packs an input's default, which must have the input's type. */
+int config_pipeline_pack_default(config_ctx *ctx, const config_node *n, warren_type type,
+				 const void **mp, size_t *len);
+/* The type of a literal value under YAML's core schema (a list, a map, ...). */
+warren_type config_pipeline_literal_type(const config_node *n);
+/* Nonzero when n is exactly `$input.NAME`; *name points into n's text. */
+int config_pipeline_whole_ref(const config_node *n, const char **name, size_t *len);
+/* Nonzero when s[0..len) is a valid input name. */
+int config_pipeline_name_ok(const char *s, size_t len);
+
+/* pipeline_check.c: what a node receives from the step before it. */
+typedef struct pipeline_incoming {
+	int takes;        /* 1: the parent's result is prepended to the args */
+	warren_type type; /* its type, WARREN_TYPE_ANY when unknown */
+	int item;         /* it is a map's item, not a parent's result */
+} pipeline_incoming;
+
+/* Checks a task node's args and kwargs (YAML nodes, either NULL) against
+ * the task's schema in cfg, if it has one. */
+int config_pipeline_check_call(config_ctx *ctx, const pipeline_def *def, const pipeline_node *node,
+			       pipeline_incoming in, const config_node *args,
+			       const config_node *kwargs);
+/* Checks a map's `over`: a literal list (of lists for starmap) or a
+ * reference to a list (or any) input. */
+int config_pipeline_check_over(config_ctx *ctx, const pipeline_def *def, const pipeline_node *node,
+			       const config_node *over);
+/* pipeline.c: reads one `pipelines:` mapping into defs (room for all its
+ * entries after *n_defs), refusing names already in defs. */
+int config_pipeline_read_section(config_ctx *ctx, const config_node *section, pipeline_def *defs,
+				 size_t *n_defs);
+/* Refuses a task name cfg does not declare, when cfg declares task schemas. */
+int config_pipeline_check_task_name(config_ctx *ctx, const config_node *name_node,
+				    const char *name);
+/* Refuses a chord when cfg's result backend cannot join. */
+int config_pipeline_check_chord(config_ctx *ctx, const config_node *at);
+/* The result type of a task in cfg's schemas (WARREN_TYPE_ANY when unknown). */
+warren_type config_pipeline_task_result(const warren_config *cfg, const char *task);
+
+/* pipeline_print.c: o as JSON text appended to out (strings bare when quote
+ * is 0, at the top level only); template refs of def as $input.x. Returns
+ * nonzero when out cannot grow. */
+struct msgpack_sbuffer;
+struct msgpack_object;
+int config_pipeline_write_text(struct msgpack_sbuffer *out, const struct msgpack_object *o,
+			       int quote, const pipeline_def *def);
+/* pipeline_print.c: a short JSON-like rendering of a packed template,
+ * references shown as $input.x. */
+void pipeline_format_value(const pipeline_def *def, const void *mp, size_t len, char *buf,
+			   size_t size);
 
 #endif

@@ -132,8 +132,6 @@ void config_describe(const warren_config *cfg, FILE *out)
 		print_url(out, cfg->result_backend.url);
 	}
 	fprintf(out, ", results expire after %lld s\n", cfg->result_backend.result_expires);
-	if (cfg->pipelines)
-		fprintf(out, "pipelines: %zu (not interpreted yet)\n",
-			cfg->pipelines->kind == CONFIG_NODE_MAP ? cfg->pipelines->n_pairs
-								: cfg->pipelines->n_items);
+	if (cfg->n_pipelines)
+		pipeline_print_list(cfg, out);
 }

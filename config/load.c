@@ -15,7 +15,8 @@
 
 static const char *const top_level_keys[] = {
 	"broker", "exchanges", "queues",	 "task_default_queue", "task_routes",
-	"tasks",  "worker",    "result_backend", "pipelines",	       NULL,
+	"tasks",  "worker",    "result_backend", "pipelines",	       "pipelines_dir",
+	NULL,
 };
 
 static int check_top_level_keys(config_ctx *ctx, const config_node *root)
@@ -66,8 +67,9 @@ static int parse_sections(config_ctx *ctx, const config_node *root)
 	int rc = check_top_level_keys(ctx, root);
 	for (size_t i = 0; rc == 0 && i < sizeof sections / sizeof sections[0]; i++)
 		rc = sections[i].parse(ctx, config_node_get(root, sections[i].key));
+	/* Last: pipelines are checked against tasks and the result backend. */
 	if (rc == 0)
-		ctx->cfg->pipelines = config_node_get(root, "pipelines");
+		rc = config_parse_pipelines(ctx, root);
 	return rc;
 }
 
