@@ -25,6 +25,8 @@ MSGPACK_PC := $(shell $(PKG_CONFIG) --exists msgpack-c 2>/dev/null && echo msgpa
 PKGS     := librabbitmq $(MSGPACK_PC) yaml-0.1 hiredis jansson
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+# Only the worker serves HTTP (/metrics, /healthz): libmicrohttpd stays out of libwarren.
+MHD_LIBS   := $(shell $(PKG_CONFIG) --libs libmicrohttpd 2>/dev/null)
 
 OPT      ?= -O2
 WARN     := -Wall -Wextra -Werror
@@ -68,7 +70,7 @@ TEST_CPPFLAGS := -DWARREN_SOURCE_DIR=\"$(CURDIR)\" -Itests/support
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all lib bins plugins test test-build unit asan fuzz demo install clean deps services-start services-stop
+.PHONY: all lib bins plugins test test-build unit asan fuzz demo bench install clean deps
 all: lib bins plugins
 
 lib: $(LIB_A) $(LIB_SO)
@@ -106,7 +108,7 @@ $(BUILD)/bin/warren: $(CLI_OBJS) $(LIB_A)
 
 $(BUILD)/bin/warren-worker: $(BUILD)/obj/worker/worker_main.o $(WORKER_A) $(LIB_A)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(MHD_LIBS) $(LDLIBS)
 
 $(BUILD)/plugins/%.so: plugins/%.c
 	@mkdir -p $(@D) $(BUILD)/obj/plugins
@@ -116,7 +118,7 @@ $(TEST_OBJS): CPPFLAGS += $(TEST_CPPFLAGS)
 
 $(TEST_BIN): $(TEST_OBJS) $(WORKER_A) $(LIB_A)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJS) $(WORKER_A) $(LIB_A) -lcriterion $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJS) $(WORKER_A) $(LIB_A) -lcriterion $(MHD_LIBS) $(LDLIBS)
 
 test-build: all $(TEST_BIN)
 
@@ -152,6 +154,12 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/demo
 
+# Throughput and memory beside raw rabbitmq-c and Celery, in one run each
+# (bench/README.md). Not a test: these machines are shared and noisy.
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bench/publish.sh && bench/worker.sh
+
 deps:
 	@scripts/install-deps
 
@@ -167,6 +175,10 @@ install: all
 	$(if $(strip $(PLUGINS)),install -m 755 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/warren/plugins/)
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
 		-e 's|@REQUIRES@|$(PKGS)|g' warren.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/warren.pc
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/man/man1
+	for u in warren-worker.service warren-worker@.service; do \
+		sed 's|/usr/local/|$(PREFIX)/|g' deploy/$$u > $(DESTDIR)$(PREFIX)/lib/systemd/system/$$u; done
+	install -m 644 deploy/man/warren.1 deploy/man/warren-worker.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -258,4 +258,87 @@ extern const backend_ops backend_redis_ops; /* redis.c */
 extern const backend_ops backend_rpc_ops;   /* rpc.c */
 extern const backend_ops backend_none_ops;  /* none.c */
 
+/* ==== chords (backends/chord.c) ==== */
+
+/* Celery's Redis chord join (celery/backends/redis.py on_chord_part_return,
+ * set_chord_size; CELERY-WIRE.md §4), on a connection of its own, so warren
+ * and Celery workers can share one chord:
+ *   size   SETEX celery-taskset-meta-<gid>.s <expires> <n>; PUBLISH (the client)
+ *   part   MULTI; ZADD <gid>.j <group_index|+inf> [1, tid, state, result];
+ *          ZCOUNT <gid>.j -inf +inf; GET <gid>.t; GET <gid>.s;
+ *          EXPIRE .j/.t/.s <expires>; EXEC   (each header task)
+ *   join   ZRANGE <gid>.j 0 -1 when the count equals .s + .t, then DEL .j .t .s
+ * The MULTI makes exactly one part see the final count. Only redis:// and
+ * rediss:// can join: anything else is WARREN_EINVAL at open. */
+typedef struct backend_chord backend_chord;
+
+/* Opens a chord handle for a redis URL (opts as backend_open, NULL =
+ * defaults); *out is freed with backend_chord_free. Returns 0, WARREN_EINVAL
+ * (not redis, or a bad URL), WARREN_EBACKEND or WARREN_ENOMEM. */
+int backend_chord_open(const char *url, const backend_options *opts, backend_chord **out,
+		       warren_error *err);
+void backend_chord_free(backend_chord *ch);
+
+/* True when url names a backend that can join chords (redis, rediss). */
+bool backend_chord_supported(const char *url);
+
+/* Records a chord header's size (Celery's set_chord_size). */
+int backend_chord_set_size(backend_chord *ch, const char *group_id, int64_t size,
+			   warren_error *err);
+
+/* One finished header task. result_mp is its encoded result (the value, or
+ * the exc_* map of a failure). redelivered: the message may have been
+ * counted already by a worker that died before acking it; the part is then
+ * added only when no member of the join holds its task id, so a redelivery
+ * never counts twice. */
+typedef struct backend_chord_part {
+	const char *group_id;
+	const char *task_id;
+	bool has_index;
+	int64_t index;      /* group_index; without one the score is +inf */
+	schema_state state;
+	const void *result_mp;
+	size_t result_len;
+	bool redelivered;
+} backend_chord_part;
+
+/* Adds a part; *complete is true when the join's count (after this part)
+ * equals the recorded size: the caller then reads the parts, fires the
+ * body and forgets the chord. Returns 0, WARREN_EBACKEND or WARREN_ENOMEM. */
+int backend_chord_add(backend_chord *ch, const backend_chord_part *part, bool *complete,
+		      warren_error *err);
+
+/* One joined part, owned by the array backend_chord_read returns. */
+typedef struct backend_chord_result {
+	char *task_id;
+	schema_state state;
+	char *result_mp; /* packed; never NULL (nil is "\xc0") */
+	size_t result_len;
+} backend_chord_result;
+
+/* The parts in group_index order (ZRANGE). *out is freed with
+ * backend_chord_results_free. Returns 0, WARREN_EDECODE (a member that is
+ * not [1, tid, state, result]), WARREN_EBACKEND or WARREN_ENOMEM. */
+int backend_chord_read(backend_chord *ch, const char *group_id, backend_chord_result **out,
+		       size_t *n, warren_error *err);
+void backend_chord_results_free(backend_chord_result *r, size_t n);
+
+/* DEL .j .t .s. */
+int backend_chord_forget(backend_chord *ch, const char *group_id, warren_error *err);
+
+/* ==== records (backends/record.c) ==== */
+
+/* A small value that is not a task result (a pipeline run's record) under
+ * its own key in a redis:// result backend, on a connection opened for the
+ * call. Anything but redis is WARREN_EINVAL: "this needs a redis result
+ * backend". opts as backend_open (NULL = defaults). */
+bool backend_record_supported(const char *url);
+/* SETEX key expires_s data (SET when expires_s <= 0). */
+int backend_record_put(const char *url, const backend_options *opts, const char *key,
+		       const void *data, size_t len, int64_t expires_s, warren_error *err);
+/* GET key: *data is malloc'd, NUL-terminated (free it); WARREN_ENOTFOUND
+ * when the key does not exist. */
+int backend_record_get(const char *url, const backend_options *opts, const char *key,
+		       char **data, size_t *len, warren_error *err);
+
 #endif

@@ -3,7 +3,10 @@
  * msgpack body of `math.add(2, 3)` as warren sends them) to a durable queue
  * through the default exchange, persistent, mandatory, with publisher
  * confirms and at most WINDOW unconfirmed, as `warren send --from` does.
- * Prints "raw N tasks in S s: R tasks/s".
+ * Each message gets its own task id (id, root_id, correlation_id), as
+ * warren's do, so the broker sees the same bytes per message on both sides.
+ * Prints "raw N tasks in S s: R tasks/s" (publishing only; publish.sh times
+ * both peers' whole processes from outside as well).
  *
  *   publish_raw HOST PORT QUEUE N WINDOW
  * Built by bench/publish.sh with plain `cc ... -lrabbitmq`; not a test.
@@ -78,7 +81,7 @@ int main(int argc, char **argv)
 	die_on(amqp_get_rpc_reply(c).reply_type != AMQP_RESPONSE_NORMAL, "queue declare");
 
 	/* The headers warren sends for math.add(2, 3) (see schemas/task.c). */
-	const char *id = "d5a8e3c2-1b4f-4a9e-9c3e-000000000001";
+	char id[] = "d5a8e3c2-1b4f-4a9e-9c3e-000000000001";
 	amqp_field_value_t tlv[2] = {{.kind = AMQP_FIELD_KIND_VOID}, {.kind = AMQP_FIELD_KIND_VOID}};
 	amqp_table_entry_t h[] = {
 		STR("lang", "c"), STR("task", "math.add"), STR("id", id), VOID("shadow"), VOID("eta"),
@@ -112,6 +115,12 @@ int main(int argc, char **argv)
 	unsigned long published = 0, acked = 0;
 	while (acked < n) {
 		while (published < n && published - acked < window) {
+			/* A fresh id: the last 12 hex digits count the messages
+			 * (the three headers/properties point at this buffer). */
+			static const char hex[] = "0123456789abcdef";
+			unsigned long long k = published + 1;
+			for (int d = 35; d >= 24; d--, k >>= 4)
+				id[d] = hex[k & 15];
 			die_on(amqp_basic_publish(c, 1, amqp_cstring_bytes(""),
 						  amqp_cstring_bytes(queue), 1, 0, &p, b) !=
 				       AMQP_STATUS_OK, "publish");

@@ -64,6 +64,8 @@ typedef struct broker_conn_opts {
 	int connect_timeout_ms;    /* TCP + TLS + AMQP handshake; a URL's ?connection_timeout wins */
 	int rpc_timeout_ms;        /* one synchronous AMQP method (declare, qos, ...) */
 	int reconnect_timeout_ms;  /* how long one reconnect may try before giving up */
+	bool connect_once;         /* broker_conn_new tries each URL once, no retry
+				    * (Celery's broker_connection_retry_on_startup off) */
 	int backoff_initial_ms;    /* first pause after a failed pass over the URLs */
 	int backoff_max_ms;        /* the cap on that pause */
 	unsigned publish_window;   /* most unconfirmed messages in flight */
@@ -84,12 +86,17 @@ void broker_conn_opts_init(broker_conn_opts *o);
 
 /* Validates and copies opts (strings included) and connects to the first
  * URL that answers, in list order, backing off between passes until
- * reconnect_timeout_ms. *out is freed with broker_conn_free. */
+ * reconnect_timeout_ms (one pass with connect_once). *out is freed with
+ * broker_conn_free. */
 int broker_conn_new(const broker_conn_opts *opts, broker_conn **out, warren_error *err);
 void broker_conn_free(broker_conn *c);
 
 /* The masked URL of the broker in use (or last tried); lives as long as c. */
 const char *broker_conn_url(const broker_conn *c);
+/* The connection generation: bumped on every (re)connect, and when the
+ * broker closed the consume channel. A broker_message whose generation
+ * differs can no longer be settled; the broker redelivers it. */
+uint64_t broker_conn_generation(const broker_conn *c);
 /* Negotiated heartbeat in seconds (0 = none); 0 when disconnected. */
 int broker_conn_heartbeat(const broker_conn *c);
 /* The socket to poll for input, -1 when disconnected. Before polling, call
@@ -243,6 +250,11 @@ void broker_event_release(broker_event *ev);
  * (copied into tag_out if not NULL, NUL-terminated) is stable across them. */
 int broker_consume(broker_conn *c, const char *queue, uint16_t prefetch, bool no_ack,
 		   char *tag_out, size_t tag_size, warren_error *err);
+
+/* Stops the consumer with this tag (basic.cancel) and forgets it: it is not
+ * resumed after a reconnect. Deliveries already read still come out of
+ * broker_receive. WARREN_ENOTFOUND for a tag that is not consuming. */
+int broker_cancel(broker_conn *c, const char *tag, warren_error *err);
 
 /* Waits up to timeout_ms (0 = poll) for the next event. Returns 0 with *ev
  * filled, WARREN_ETIMEOUT when nothing came, or WARREN_EBROKER when the

@@ -378,7 +378,11 @@ int broker_conn_new(const broker_conn_opts *opts, broker_conn **out, warren_erro
 		rc = warren_error_set(err, WARREN_ENOMEM, "broker: out of memory");
 		goto out_free;
 	}
-	if ((rc = broker_conn_ensure(c, err)))
+	/* connect_once: a budget of 0 is exactly one pass over the URLs. */
+	c->opts.reconnect_timeout_ms = opts->connect_once ? 0 : opts->reconnect_timeout_ms;
+	rc = broker_conn_ensure(c, err);
+	c->opts.reconnect_timeout_ms = opts->reconnect_timeout_ms;
+	if (rc)
 		goto out_free;
 	*out = c;
 	return 0;
@@ -410,6 +414,11 @@ void broker_conn_free(broker_conn *c)
 const char *broker_conn_url(const broker_conn *c)
 {
 	return c->n_urls ? c->urls[c->url_index].masked : "";
+}
+
+uint64_t broker_conn_generation(const broker_conn *c)
+{
+	return c->generation;
 }
 
 int broker_conn_heartbeat(const broker_conn *c)

@@ -254,6 +254,25 @@ int broker_consume(broker_conn *c, const char *queue, uint16_t prefetch, bool no
 	return 0;
 }
 
+/* Remote control's cancel_consumer and the worker's short-lived consumers. */
+int broker_cancel(broker_conn *c, const char *tag, warren_error *err)
+{
+	for (size_t i = 0; tag && i < c->n_consumers; i++) {
+		broker_consumer *k = &c->consumers[i];
+		if (strcmp(k->tag, tag) != 0 || k->cancelled)
+			continue;
+		k->cancelled = true; /* not resumed after a reconnect, whatever happens */
+		if (!c->amqp)
+			return 0;
+		char what[200];
+		snprintf(what, sizeof what, "cancel consumer of queue '%s'", k->queue);
+		amqp_basic_cancel(c->amqp, BROKER_CH_CONSUME, amqp_cstring_bytes(k->tag));
+		return broker_rpc_check(c, BROKER_CH_CONSUME, err, what);
+	}
+	return warren_error_set(err, WARREN_ENOTFOUND, "cancel: no consumer '%s'",
+				tag ? tag : "(null)");
+}
+
 /* ---- receiving and settling --------------------------------------------- */
 
 int broker_receive(broker_conn *c, int timeout_ms, broker_event *ev, warren_error *err)

@@ -39,19 +39,40 @@ typedef struct path {
 	size_t len;
 } path;
 
+/* The path is pushed and popped for every header of every message, so it is
+ * built with memcpy, not snprintf (which cost ~1,000 instructions a key and
+ * was the largest single cost of a publish); the result is the same text,
+ * cut at sizeof buf - 1 as snprintf would. */
+static void path_append(path *p, const char *s, size_t n)
+{
+	size_t room = sizeof p->buf - 1 - p->len;
+	if (n > room)
+		n = room;
+	memcpy(p->buf + p->len, s, n);
+	p->len += n;
+	p->buf[p->len] = '\0';
+}
+
 static size_t path_push_key(path *p, const char *key, size_t len)
 {
 	size_t old = p->len;
-	int n = snprintf(p->buf + old, sizeof p->buf - old, "%s%.*s", old ? "." : "", (int)len, key);
-	p->len = n < 0 ? old : (old + (size_t)n < sizeof p->buf ? old + (size_t)n : sizeof p->buf - 1);
+	if (old)
+		path_append(p, ".", 1);
+	path_append(p, key, strnlen(key, len)); /* as %.*s: up to a NUL */
 	return old;
 }
 
 static size_t path_push_index(path *p, size_t i)
 {
 	size_t old = p->len;
-	int n = snprintf(p->buf + old, sizeof p->buf - old, "[%zu]", i);
-	p->len = n < 0 ? old : (old + (size_t)n < sizeof p->buf ? old + (size_t)n : sizeof p->buf - 1);
+	char tmp[24];
+	size_t n = sizeof tmp;
+	tmp[--n] = ']';
+	do
+		tmp[--n] = (char)('0' + i % 10);
+	while ((i /= 10) != 0);
+	tmp[--n] = '[';
+	path_append(p, tmp + n, sizeof tmp - n);
 	return old;
 }
 

@@ -77,12 +77,21 @@ static int restate_mismatch(const char *kind, const char *name, const char *text
 				kind, name, (int)(a_end - a), a, current, declared);
 }
 
-/* A failed declare: restate it, reopen the channel the broker closed. */
+/* A failed declare: restate it, reopen the channel the broker closed. A
+ * 404 comes back as WARREN_ENOTFOUND: in a cluster that lost a node,
+ * RabbitMQ answers a declare of a durable classic queue homed there with
+ * "404 NOT_FOUND - home node ... is down or inaccessible". */
 static int declare_failed(broker_conn *c, const char *kind, const char *name,
 			  const char *what, warren_error *err)
 {
+	amqp_rpc_reply_t r = amqp_get_rpc_reply(c->amqp);
+	bool not_found = r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+			 r.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
+			 ((amqp_channel_close_t *)r.reply.decoded)->reply_code == AMQP_NOT_FOUND;
 	warren_error e = {0};
 	int rc = broker_rpc_check(c, BROKER_CH_TOPOLOGY, &e, what);
+	if (rc == WARREN_EBROKER && not_found)
+		rc = e.code = WARREN_ENOTFOUND;
 	if (!restate_mismatch(kind, name, e.msg, err))
 		warren_error_set(err, rc, "%s", e.msg);
 	warren_error repair = {0};
@@ -328,15 +337,28 @@ static int declare_all(broker_conn *c, const broker_topology *t, bool remember,
 		if (remember && remember_exchange(&c->topo, &t->exchanges[i]))
 			goto out_oom;
 	}
+	/* After a reconnect, a queue the broker cannot find (its home node is
+	 * down) is left out, and so is a binding to it, rather than refusing
+	 * every node of the cluster; the next reconnect declares it again. */
 	for (size_t i = 0; i < t->n_queues; i++) {
-		if ((rc = declare_queue(c, &t->queues[i], err)))
+		if ((rc = declare_queue(c, &t->queues[i], err))) {
+			if (rc == WARREN_ENOTFOUND && !remember && c->amqp) {
+				warren_error_clear(err);
+				continue;
+			}
 			return rc;
+		}
 		if (remember && remember_queue(&c->topo, &t->queues[i]))
 			goto out_oom;
 	}
 	for (size_t i = 0; i < t->n_bindings; i++) {
-		if ((rc = declare_binding(c, &t->bindings[i], err)))
+		if ((rc = declare_binding(c, &t->bindings[i], err))) {
+			if (rc == WARREN_ENOTFOUND && !remember && c->amqp) {
+				warren_error_clear(err);
+				continue;
+			}
 			return rc;
+		}
 		if (remember && remember_binding(&c->topo, &t->bindings[i]))
 			goto out_oom;
 	}

@@ -112,7 +112,8 @@ static int parse_broker_key(config_ctx *ctx, const config_node *k, const config_
 			    config_broker *b)
 {
 	static const char *const keys[] = { "url", "urls", "heartbeat", "connect_timeout",
-					    "prefetch_multiplier", "tls", NULL };
+					    "prefetch_multiplier", "connection_retry_on_startup",
+					    "tls", NULL };
 	if (!strcmp(k->text, "url") || !strcmp(k->text, "urls")) {
 		if (b->n_urls)
 			return config_fail(ctx, k, "give either url or urls, not both");
@@ -124,6 +125,8 @@ static int parse_broker_key(config_ctx *ctx, const config_node *k, const config_
 		return config_get_seconds(ctx, v, &b->connect_timeout);
 	if (!strcmp(k->text, "prefetch_multiplier"))
 		return config_get_int32(ctx, v, 0, 65535, &b->prefetch_multiplier);
+	if (!strcmp(k->text, "connection_retry_on_startup"))
+		return config_get_bool(ctx, v, &b->connection_retry_on_startup);
 	if (!strcmp(k->text, "tls"))
 		return parse_tls(ctx, v, &b->tls);
 	return config_fail_unknown_key(ctx, k, keys);
@@ -133,7 +136,7 @@ int config_parse_broker(config_ctx *ctx, const config_node *node)
 {
 	config_broker *b = &ctx->cfg->broker;
 	*b = (config_broker){ .heartbeat = 60, .connect_timeout = 4, .prefetch_multiplier = 4,
-			      .tls = { .verify = 1 } };
+			      .connection_retry_on_startup = 1, .tls = { .verify = 1 } };
 	int rc = 0;
 	if (node) {
 		size_t old = config_path_push(ctx, "broker");

@@ -97,6 +97,8 @@ typedef struct config_broker {
 	int heartbeat;           /* seconds, default 60, 0 disables */
 	double connect_timeout;  /* seconds, default 4 (Celery's) */
 	int prefetch_multiplier; /* default 4, 0 = unlimited */
+	int connection_retry_on_startup; /* default 1 (Celery's); 0: an unreachable
+					  * broker at start is an error at once */
 	config_tls tls;
 } config_broker;
 
@@ -197,6 +199,11 @@ typedef struct config_worker {
 	int prefetch_multiplier; /* -1 = broker.prefetch_multiplier */
 	int events;              /* send task events (-E), default 0 */
 	double shutdown_timeout; /* seconds to wait for running tasks, 0 = no limit */
+	const char *statedb;     /* revoked-ids state file; NULL = default, "" / none = off */
+	struct {
+		int port;            /* /metrics and /healthz; 0 (default) = off */
+		const char *bind;    /* default "127.0.0.1" */
+	} metrics;
 } config_worker;
 
 typedef enum config_backend_kind {

@@ -1,7 +1,8 @@
 /* config/worker.c - the `worker` section: how warren-worker runs.
  *
  * Defaults are Celery's worker defaults: prefork pool, one process per
- * online CPU, warning log level, no task events, consume the default queue.
+ * online CPU, warning log level, no task events, consume the default queue;
+ * no metrics endpoint (worker.metrics.port 0), bound to 127.0.0.1 when on.
  */
 #include <limits.h>
 #include <string.h>
@@ -35,13 +36,36 @@ static int online_cpus(void)
 	return n > 0 && n < 4096 ? (int)n : 1;
 }
 
+static int parse_metrics_key(config_ctx *ctx, const config_node *k, const config_node *v,
+			     config_worker *w)
+{
+	static const char *const keys[] = { "port", "bind", NULL };
+	if (!strcmp(k->text, "port"))
+		return config_get_int32(ctx, v, 0, 65535, &w->metrics.port);
+	if (!strcmp(k->text, "bind"))
+		return config_get_string(ctx, v, &w->metrics.bind);
+	return config_fail_unknown_key(ctx, k, keys);
+}
+
+/* worker.metrics: {port, bind}, the Prometheus endpoint (worker/metrics.c). */
+static int parse_metrics(config_ctx *ctx, const config_node *node, config_worker *w)
+{
+	int rc = config_expect_map(ctx, node);
+	for (size_t i = 0; rc == 0 && i < node->n_pairs; i++) {
+		size_t old = config_path_push(ctx, node->pairs[i].key->text);
+		rc = parse_metrics_key(ctx, node->pairs[i].key, node->pairs[i].value, w);
+		config_path_pop(ctx, old);
+	}
+	return rc;
+}
+
 static int parse_worker_key(config_ctx *ctx, const config_node *k, const config_node *v,
 			    config_worker *w)
 {
 	static const char *const keys[] = {
 		"concurrency", "pool", "plugins", "queues", "max_tasks_per_child",
 		"max_memory_per_child", "log_format", "log_level", "hostname",
-		"prefetch_multiplier", "events", "shutdown_timeout", NULL,
+		"prefetch_multiplier", "events", "shutdown_timeout", "metrics", "statedb", NULL,
 	};
 	const char *key = k->text;
 	int e, rc;
@@ -78,6 +102,10 @@ static int parse_worker_key(config_ctx *ctx, const config_node *k, const config_
 		return config_get_bool(ctx, v, &w->events);
 	if (!strcmp(key, "shutdown_timeout"))
 		return config_get_seconds(ctx, v, &w->shutdown_timeout);
+	if (!strcmp(key, "metrics"))
+		return parse_metrics(ctx, v, w);
+	if (!strcmp(key, "statedb"))
+		return config_get_string(ctx, v, &w->statedb);
 	return config_fail_unknown_key(ctx, k, keys);
 }
 
@@ -86,7 +114,7 @@ int config_parse_worker(config_ctx *ctx, const config_node *node)
 	config_worker *w = &ctx->cfg->worker;
 	*w = (config_worker){ .concurrency = online_cpus(), .pool = CONFIG_POOL_PREFORK,
 			      .log_format = CONFIG_LOG_TEXT, .log_level = CONFIG_LOG_WARNING,
-			      .prefetch_multiplier = -1 };
+			      .prefetch_multiplier = -1, .metrics.bind = "127.0.0.1" };
 	int rc = 0;
 	if (node) {
 		size_t old = config_path_push(ctx, "worker");

@@ -29,6 +29,11 @@ static void usage(FILE *out)
 		"  result ID             print a task's result\n"
 		"  queues [QUEUE...]     messages and consumers per queue\n"
 		"  purge QUEUE           delete the ready messages of a queue\n"
+		"  events                print the workers' monitoring events live\n"
+		"  status                the fleet: one row per worker, from heartbeats\n"
+		"  inspect ACTION        ask the workers: ping, stats, active, registered, queues\n"
+		"  control ACTION        steer the workers: revoke, rate-limit, shutdown\n"
+		"  pipeline ACTION       YAML pipelines: list, show NAME, run NAME, status ID\n"
 		"  COMMAND --help        the command's options\n"
 		"\n"
 		"global options:\n"
@@ -143,6 +148,9 @@ typedef struct command {
 static const command commands[] = {
 	{"send", cli_send_main},     {"call", cli_call_main},   {"result", cli_result_main},
 	{"queues", cli_queues_main}, {"purge", cli_purge_main},
+	{"events", cli_events_main}, {"status", cli_status_main},
+	{"inspect", cli_inspect_main}, {"control", cli_control_main},
+	{"pipeline", cli_pipeline_main},
 };
 
 /* A global option at argv[*i]; returns 0, or an exit code. */

@@ -58,6 +58,53 @@ bool producer_backend_is_rpc(const warren_client *c);
  * before first use, else the client's oid as Celery sends it. */
 int producer_reply_to(warren_client *c, const char **reply_to, warren_error *err);
 
+/* ---- control.c: Celery's remote control, the client side ---- */
+
+/* One broadcast. Strings and bytes are borrowed. */
+typedef struct producer_control_call {
+	const char *method;                 /* "ping", "revoke", ... */
+	const void *arguments_mp;           /* one packed msgpack map; NULL = {} */
+	size_t arguments_len;
+	const char *const *destination;     /* node names; NULL/0 = every node */
+	size_t n_destination;
+	double timeout;                     /* seconds to collect replies */
+	bool reply;                         /* false: a cast (shutdown), none collected */
+} producer_control_call;
+
+/* One node's answer: its value as JSON text ({"ok": ...}, {"error": ...} or
+ * an inspect command's bare value). */
+typedef struct producer_control_node {
+	char *nodename;
+	char *json;
+	bool is_error;
+} producer_control_node;
+
+typedef struct producer_control_result {
+	producer_control_node *nodes;       /* in the order they first answered */
+	size_t n;
+} producer_control_result;
+
+/* Broadcasts call and collects the replies carrying its ticket for
+ * call->timeout seconds, or until every named destination answered. *out
+ * (possibly empty: nobody answered) is freed with
+ * producer_control_result_release. 0, WARREN_EBROKER, WARREN_ENOMEM, or the
+ * encoder's WARREN_EINVAL. */
+int producer_control(warren_client *c, const producer_control_call *call,
+		     producer_control_result *out, warren_error *err);
+void producer_control_result_release(producer_control_result *r);
+
+/* ---- canvas.c's hooks in send.c and result.c ---- */
+
+/* send.c: publishes a message canvas.c built, as warren_send would
+ * (schema check, routing with `queue` over task_routes, declare, countdown
+ * and expires), without waiting: the confirm comes to the client's outcome
+ * callback under cookie. */
+int producer_send_msg(warren_client *c, schema_task_msg *msg, const char *queue,
+		      double countdown, double expires, uint64_t cookie, warren_error *err);
+/* result.c: takes r's contents (r is left initialized) into a new result,
+ * freed with warren_result_free. */
+int producer_result_from(schema_result *r, warren_result **out, warren_error *err);
+
 /* ---- args.c ---- */
 
 /* A builder's packed bytes, or an error (its sticky one, an unclosed
@@ -90,5 +137,59 @@ void producer_iso8601_format(int64_t us, char buf[40]);
 /* Parses a non-negative number of seconds ("10", "1.5"). WARREN_EINVAL when
  * text is not one; `what` names the option. */
 int producer_parse_seconds(const char *text, const char *what, double *out, warren_error *err);
+
+/* ---- pipeline.c: running YAML pipelines (`warren pipeline`) ---- */
+
+/* One followed task of a run: its id, task name and node path within the
+ * pipeline ("run.chain[1]", a map's items "run.map[0]"). Owned strings. */
+typedef struct producer_pipeline_step {
+	char *task_id;
+	char *task;
+	char *node;
+} producer_pipeline_step;
+
+/* A started (or, from its record, an earlier) pipeline run. Freed with
+ * producer_pipeline_run_free. */
+typedef struct producer_pipeline_run {
+	char *id;            /* the run id: the canvas's id (warren_canvas_id) */
+	char *pipeline;      /* its name */
+	char *inputs_json;   /* the bound inputs as a JSON object; NULL when none */
+	double started;      /* epoch seconds */
+	producer_pipeline_step *steps; /* in send order */
+	size_t n_steps;
+	size_t n_untracked;  /* ignore_result tasks: no state to follow */
+	char **result_ids;   /* the steps whose results make the run's result */
+	size_t n_result_ids;
+	bool result_is_list; /* the result is the list of those (a group's) */
+} producer_pipeline_run;
+
+/* Turns bound into a canvas with an id on every task, sends it (queue, if
+ * not NULL, overrides every node's queue) and fills a new *out. */
+int producer_pipeline_start(warren_client *c, const pipeline_bound *bound, const char *queue,
+			    producer_pipeline_run **out, warren_error *err);
+void producer_pipeline_run_free(producer_pipeline_run *run);
+
+/* The run record: JSON under "warren-pipeline-<id>" in the (redis) result
+ * backend, expiring with the results. Anything but redis is WARREN_EINVAL
+ * ("needs a redis result backend"); get: WARREN_ENOTFOUND for no record. */
+int producer_pipeline_record_put(warren_client *c, const producer_pipeline_run *run,
+				 warren_error *err);
+int producer_pipeline_record_get(warren_client *c, const char *id, producer_pipeline_run **out,
+				 warren_error *err);
+
+/* results[0..run->n_steps) is the caller's, NULL-initialized and freed by
+ * it. poll waits up to timeout_ms (warren_result_wait_many, no busy loop)
+ * for the steps not ready yet and keeps each ready result in results[i];
+ * over rpc:// results are read once, so results[] is then the only copy.
+ * peek reads every unready step's latest state (STARTED, RETRY, ...) with
+ * warren_result_get, without waiting. */
+int producer_pipeline_poll(warren_client *c, const producer_pipeline_run *run,
+			   warren_result **results, int timeout_ms, warren_error *err);
+int producer_pipeline_peek(warren_client *c, const producer_pipeline_run *run,
+			   warren_result **results, warren_error *err);
+/* The run's result as JSON (malloc'd, free it), when every result step
+ * succeeded; WARREN_ENOTFOUND otherwise. */
+int producer_pipeline_result_json(const producer_pipeline_run *run,
+				  warren_result *const *results, char **json, warren_error *err);
 
 #endif

@@ -194,3 +194,9 @@ const char *warren_result_exc_module(const warren_result *r)
 	return r->has_exc ? r->exc.module : NULL;
 }
 const char *warren_result_traceback(const warren_result *r) { return r->r.traceback; }
+
+/* canvas.c: a group's list, made into a result like any other. */
+int producer_result_from(schema_result *r, warren_result **out, warren_error *err)
+{
+	return result_wrap(r, out, err);
+}

@@ -418,3 +418,33 @@ size_t warren_client_unconfirmed(const warren_client *c)
 {
 	return c && c->conn ? broker_publish_unconfirmed(c->conn) : 0;
 }
+
+/* ---- canvas.c's way in ---- */
+
+/* A message canvas.c built (ids, group, embed set) goes out the way
+ * warren_send's do: validated against the task's schema, routed (queue
+ * overrides task_routes), its queue declared, countdown/expires turned into
+ * headers (and a broker delay). The confirm arrives under `cookie` at the
+ * client's outcome callback. */
+int producer_send_msg(warren_client *c, schema_task_msg *msg, const char *queue,
+		      double countdown, double expires, uint64_t cookie, warren_error *err)
+{
+	warren_send_opts o;
+	warren_send_opts_init(&o);
+	o.queue = queue;
+	o.countdown = countdown;
+	o.expires = expires;
+	int64_t delay_ms = 0;
+	dest d;
+	route(c, msg->task, &o, &d);
+	int rc = validate(c, msg, err);
+	if (!rc)
+		rc = set_times(msg, &o, &delay_ms, err);
+	if (!rc)
+		rc = producer_broker(c, err);
+	if (!rc && d.queue)
+		rc = declare_queue(c, d.queue, err);
+	if (!rc)
+		rc = publish(c, msg, &o, delay_ms, &d, cookie, err);
+	return rc;
+}

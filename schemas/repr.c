@@ -116,6 +116,19 @@ static void put_quoted(repr_writer *w, const char *p, size_t n, bool bytes)
 	put(w, &quote, 1);
 }
 
+/* Integers are the commonest argument: formatted by hand, not snprintf. */
+static void put_int(repr_writer *w, bool negative, uint64_t v)
+{
+	char tmp[24];
+	size_t n = sizeof tmp;
+	do
+		tmp[--n] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	if (negative)
+		tmp[--n] = '-';
+	put(w, tmp + n, sizeof tmp - n);
+}
+
 static void put_obj(repr_writer *w, const msgpack_object *o, bool as_tuple);
 
 static void put_array(repr_writer *w, const msgpack_object *o, bool as_tuple)
@@ -150,13 +163,11 @@ static void put_obj(repr_writer *w, const msgpack_object *o, bool as_tuple)
 	switch (o->type) {
 	case MSGPACK_OBJECT_NIL: puts_(w, "None"); break;
 	case MSGPACK_OBJECT_BOOLEAN: puts_(w, o->via.boolean ? "True" : "False"); break;
-	case MSGPACK_OBJECT_POSITIVE_INTEGER:
-		snprintf(tmp, sizeof tmp, "%" PRIu64, o->via.u64);
-		puts_(w, tmp);
-		break;
+	case MSGPACK_OBJECT_POSITIVE_INTEGER: put_int(w, false, o->via.u64); break;
 	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-		snprintf(tmp, sizeof tmp, "%" PRId64, o->via.i64);
-		puts_(w, tmp);
+		/* -(INT64_MIN) as unsigned without overflow */
+		put_int(w, o->via.i64 < 0, o->via.i64 < 0 ? 0 - (uint64_t)o->via.i64
+							  : (uint64_t)o->via.i64);
 		break;
 	case MSGPACK_OBJECT_FLOAT32:
 	case MSGPACK_OBJECT_FLOAT64: put_float(w, o->via.f64); break;

@@ -917,4 +917,110 @@ typedef struct schema_control_stats {
 int schema_control_pack_stats(msgpack_packer *pk, const schema_control_stats *st,
 			      warren_error *err);
 
+/* ==== canvas (schemas/canvas.c) ==== */
+
+/* Celery 5.2's apply_async for every kind of signature (celery/canvas.py
+ * Signature, _chain.run/prepare_steps, group._prepared/_apply_tasks,
+ * _chord.run), with the publishing left to the caller: the producer and the
+ * worker both run canvases (a worker sends callbacks, the next link of a
+ * chain, a group or chord popped from a chain, a chord's body). Everything
+ * made while applying (ids, merged options, packed signatures) is allocated
+ * from the caller's zone, which must outlive the call.
+ *
+ * Wire format note: what each message carries is Celery 5.2.6's
+ * (CELERY-WIRE.md §4, §5). When Celery changes an option name or how a
+ * composite is sent, change it here and rerun the canvas interop tests. */
+
+/* Where and when one built message goes, from the signature's options. */
+typedef struct schema_canvas_route {
+	const char *queue;  /* options.queue; NULL: the sender routes by task name */
+	double countdown;   /* options.countdown, seconds; 0: now */
+	double expires;     /* options.expires, seconds from now; 0: never */
+} schema_canvas_route;
+
+/* The sender's side. publish sends msg (every header and the embed set;
+ * the callee may set eta/expires strings in msg, copying them in with
+ * schema_task_msg_strdup) and returns 0 or a negative code. chord_size
+ * records a chord header's size before its members are sent (Redis: SETEX
+ * + PUBLISH celery-taskset-meta-<gid>.s); NULL means the result backend
+ * cannot join chords, and applying one fails with WARREN_EINVAL. reply_to
+ * is used for signatures whose options carry none (may be NULL). */
+typedef struct schema_canvas_env {
+	int (*publish)(void *arg, schema_task_msg *msg, const schema_canvas_route *route,
+		       warren_error *err);
+	int (*chord_size)(void *arg, const char *group_id, int64_t size, warren_error *err);
+	void *arg;
+	const char *reply_to;
+} schema_canvas_env;
+
+/* apply_async's keyword arguments (all optional; zero = not given). */
+typedef struct schema_canvas_call {
+	const msgpack_object *args;   /* partial args (an array), prepended unless immutable */
+	const char *task_id;
+	const char *parent_id;
+	const char *root_id;
+	const char *group_id;         /* kept when the signature has its own */
+	bool has_group_index;
+	int64_t group_index;
+	schema_signature *chain;      /* remaining steps, in reverse order (embed.chain) */
+	size_t n_chain;
+	schema_signature *chord;      /* the chord body this task is a header part of */
+	/* Other apply_async options (a map: queue, countdown, ...), merged over
+	 * the signature's own (a group's or chord's options reach its members
+	 * this way, a chain's its first step). NULL: none. */
+	const msgpack_object *options;
+} schema_canvas_call;
+
+/* Applies sig as Celery's sig.apply_async(**call) does: a plain task is one
+ * message; a group sends its (unrolled) members with group=<gid>; a chain
+ * sends its first step carrying the rest reversed in embed.chain (a group
+ * followed by a step becomes a chord, nested chains are spliced, the chain's
+ * link_error is copied onto every step); a chord records its header size
+ * and sends the header with group, group_index and embed.chord = body.
+ * sig may be rewritten in place (ids assigned, chains normalised), into
+ * zone. Returns 0 or the first error (messages published before it stay
+ * published). */
+int schema_canvas_apply(const schema_canvas_env *env, schema_signature *sig,
+			const schema_canvas_call *call, msgpack_zone *zone, warren_error *err);
+
+/* Assigns every id a send would assign, so a caller knows them before
+ * sending: options.task_id of each plain task, of each group (its group id)
+ * and of each chord body; chains are normalised as apply does. Idempotent. */
+int schema_canvas_freeze(schema_signature *sig, msgpack_zone *zone, warren_error *err);
+
+/* The kind of a signature by its subtask_type / task name. */
+typedef enum schema_canvas_kind {
+	SCHEMA_CANVAS_TASK = 0,
+	SCHEMA_CANVAS_GROUP,
+	SCHEMA_CANVAS_CHAIN,
+	SCHEMA_CANVAS_CHORD,
+} schema_canvas_kind;
+schema_canvas_kind schema_canvas_kind_of(const schema_signature *sig);
+
+/* True when sig holds a chord anywhere (Celery's ensure_chords_allowed). */
+bool schema_canvas_has_chord(const schema_signature *sig);
+
+/* options[key] as a NUL-terminated string copied into zone, or NULL when
+ * absent or not a str. */
+const char *schema_canvas_opt_str(const schema_signature *sig, const char *key,
+				  msgpack_zone *zone);
+
+/* Sets options[key] = val (replacing one of that name), in zone. val's
+ * memory must live as long as sig. Returns 0 or WARREN_ENOMEM. */
+int schema_canvas_opt_set(schema_signature *sig, const char *key, msgpack_object val,
+			  msgpack_zone *zone, warren_error *err);
+
+/* A str object holding a copy of s in zone (type nil when out of memory). */
+msgpack_object schema_canvas_str(msgpack_zone *zone, const char *s);
+
+/* Decodes options[key] (a signature or a list of them: link, link_error,
+ * chain) into *out (zone array). 0 and n 0 when absent. */
+int schema_canvas_opt_sigs(const schema_signature *sig, const char *key, msgpack_zone *zone,
+			   schema_signature **out, size_t *n, warren_error *err);
+
+/* Python's repr of an exception from its exc_* map ("ValueError('boom')"),
+ * as ChordError's "Dependency <id> raised <repr>" shows it. Writes at most
+ * cap bytes (NUL included). */
+void schema_canvas_exc_repr(const void *result_mp, size_t len, char *buf, size_t cap);
+
 #endif

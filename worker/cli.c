@@ -21,7 +21,14 @@ const char worker_cli_usage[] =
 	"  --result-backend URL       redis://..., rpc://, or none\n"
 	"  -l, --loglevel L           debug, info, warning, error, critical\n"
 	"  --log-format text|json\n"
-	"  -n, --hostname NAME        node name (default celery@<host>)\n"
+	"  -n, --hostname NAME        node name (default celery@<host>; %h %n %d expand)\n"
+	"  --statedb PATH|none        revoked task ids kept across restarts (default:\n"
+	"                             worker-<node>.state in the state directory)\n"
+	"  --without-mingle           do not ask other workers for revokes at start\n"
+	"  -E, --events               send task events to the celeryev exchange\n"
+	"  --without-heartbeat        no worker-online/heartbeat/offline events\n"
+	"  --metrics-port N           serve /metrics and /healthz on port N\n"
+	"  --metrics-bind ADDR        address for them (default 127.0.0.1)\n"
 	"  --check-config             validate config and plugins, then exit (0, or 78)\n"
 	"  -h, --help                 this text\n"
 	"\n"
@@ -52,6 +59,12 @@ static const opt_spec opts[] = {
 	{"loglevel", 'l', OPT_STR, OFF(loglevel)},
 	{"log-format", 0, OPT_STR, OFF(log_format)},
 	{"hostname", 'n', OPT_STR, OFF(hostname)},
+	{"statedb", 0, OPT_STR, OFF(statedb)},
+	{"without-mingle", 0, OPT_FLAG, OFF(without_mingle)},
+	{"events", 'E', OPT_FLAG, OFF(events)},
+	{"without-heartbeat", 0, OPT_FLAG, OFF(without_heartbeat)},
+	{"metrics-port", 0, OPT_INT, OFF(metrics_port)},
+	{"metrics-bind", 0, OPT_STR, OFF(metrics_bind)},
 	{"check-config", 0, OPT_FLAG, OFF(check_config)},
 	{"help", 'h', OPT_FLAG, OFF(help)},
 };
@@ -124,6 +137,7 @@ int worker_cli_parse(int argc, char **argv, worker_cli *out, warren_error *err)
 	memset(out, 0, sizeof *out);
 	out->concurrency = -1;
 	out->prefetch_multiplier = -1;
+	out->metrics_port = -1;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v;
 		const opt_spec *o = find(a, &v);
@@ -141,6 +155,9 @@ int worker_cli_parse(int argc, char **argv, worker_cli *out, warren_error *err)
 		if (rc != 0)
 			return rc;
 	}
+	if (out->metrics_port > 65535)
+		return warren_error_set(err, WARREN_EINVAL,
+					"option '--metrics-port': %d is not a TCP port", out->metrics_port);
 	if (out->concurrency == 0)
 		return warren_error_set(err, WARREN_EINVAL, "option '--concurrency': must be at least 1");
 	if (out->pool && strcmp(out->pool, "threads") != 0 && strcmp(out->pool, "prefork") != 0)

@@ -158,6 +158,7 @@ static void finish_unrun(loop *l, loop_task *t, schema_result *r)
 {
 	if (!t->conf.ignore_result && !t->tm->ignore_result)
 		loop_store(l, t->tm->id, t->tm, t->msg, r);
+	canvas_on_final(l, t, r); /* a chain or chord must hear of it too */
 	if (!t->acked)
 		loop_ack(l, t->msg);
 	loop_task_free(t);
@@ -172,11 +173,42 @@ static bool check_expired(loop *l, loop_task *t, double now)
 	if (loop_parse_iso8601(t->tm->expires, &when, &err) != 0 || when > now)
 		return false; /* an unreadable expires never expires, as Celery's would raise */
 	log_task(CONFIG_LOG_WARNING, t->tm, "REVOKED", -1, "Task %s[%s] expired: %s", "revoked");
+	events_task_revoked(l, t->tm, false, -1, true);
 	schema_result r;
 	schema_result_init(&r);
 	schema_result_set_revoked(&r, SCHEMA_REVOKED_EXPIRED, NULL);
 	finish_unrun(l, t, &r);
 	schema_result_release(&r);
+	return true;
+}
+
+/* Celery's worker_deduplicate_successful_tasks, always on here: a
+ * redelivered acks-late task whose SUCCESS is already in a persistent
+ * backend (redis) ran to the end under a connection that died before its
+ * ack could be sent; running it again would only store the same SUCCESS
+ * twice. It is acked, not run. Only redelivered messages pay the read; the
+ * rpc backend keeps nothing to read, so there every copy runs. */
+static bool check_duplicate(loop *l, loop_task *t)
+{
+	if (!t->msg->redelivered || !t->conf.acks_late || !l->results ||
+	    strcmp(backend_name(l->results), "redis") != 0)
+		return false;
+	schema_result r;
+	schema_result_init(&r);
+	bool done = backend_get(l->results, t->tm->id, &r, NULL) == 0 &&
+		    r.state == SCHEMA_STATE_SUCCESS;
+	if (!done) {
+		schema_result_release(&r);
+		return false;
+	}
+	log_task(CONFIG_LOG_INFO, t->tm, "SUCCESS", -1, "Task %s[%s] redelivered: %s",
+		 "already succeeded, not run again");
+	/* The first run may have died between its store and its chord part:
+	 * count the part now (idempotent per task id), or the chord never joins. */
+	canvas_on_final(l, t, &r);
+	schema_result_release(&r);
+	loop_ack(l, t->msg);
+	loop_task_free(t);
 	return true;
 }
 
@@ -189,6 +221,7 @@ static bool check_args(loop *l, loop_task *t)
 		return false;
 	log_task(CONFIG_LOG_ERROR, t->tm, "FAILURE", -1, "Task %s[%s] raised TypeError: %s",
 		 err.msg);
+	events_task_failed(l, t->tm, "TypeError", err.msg, NULL, -1);
 	schema_result r;
 	schema_result_init(&r);
 	schema_result_set_exception(&r, SCHEMA_STATE_FAILURE, "TypeError", "builtins", err.msg,
@@ -278,7 +311,8 @@ void loop_drop_limited(loop *l)
 				loop_submit(l, t);
 				continue;
 			}
-			loop_task_free(t); /* unacked: the broker redelivers it */
+			loop_requeue(l, t->msg); /* unacked: back to its queue */
+			loop_task_free(t);
 		}
 		q->head = q->tail = NULL;
 		q->waiting = 0;
@@ -346,6 +380,8 @@ static void store_started(loop *l, loop_task *t)
 void loop_submit(loop *l, loop_task *t)
 {
 	warren_error err = {0};
+	if (control_check_revoked(l, t))
+		return; /* revoked while it waited for a rate-limit token */
 	pool_job *job = job_new(l, t);
 	if (!job) {
 		log_at(CONFIG_LOG_ERROR, NULL, "Task %s[%s]: out of memory; requeued", t->tm->task,
@@ -365,13 +401,17 @@ void loop_submit(loop *l, loop_task *t)
 		return;
 	}
 	l->in_pool++;
+	control_task_submitted(l, t, job->seq);
+	events_task_started(l, t);
 }
 
 void loop_on_message(loop *l, broker_message *msg)
 {
-	if (l->draining) {
-		/* Shutting down: leave it unacked; the broker requeues it when
-		 * the connection closes. */
+	if (l->draining || msg->generation != broker_conn_generation(l->conn)) {
+		/* Shutting down: back to its queue now, for another worker. Or it
+		 * came on a connection that is gone: the broker redelivers it,
+		 * and the nack only logs that it cannot be sent. */
+		loop_requeue(l, msg);
 		broker_message_free(msg);
 		return;
 	}
@@ -380,6 +420,7 @@ void loop_on_message(loop *l, broker_message *msg)
 		return;
 	const registry_entry *e = registry_lookup(l->s->reg, tm->task, strlen(tm->task));
 	if (!e) {
+		events_task_failed(l, tm, "NotRegistered", tm->task, NULL, -1); /* consumer.py */
 		loop_dead_letter(l, msg, tm, "NotRegistered", "celery.exceptions", tm->task);
 		schema_task_msg_free(tm);
 		return;
@@ -397,16 +438,20 @@ void loop_on_message(loop *l, broker_message *msg)
 	t->queue = loop_queue_of(l, msg);
 	t->received_ns = task_monotonic_ns();
 	loop_task_conf_resolve(l->s->cfg, e, &t->conf);
+	control_apply_overrides(l, t); /* live rate_limit / time_limit */
 	log_task(CONFIG_LOG_INFO, tm, "RECEIVED", -1, "Task %s[%s] received%s",
 		 msg->redelivered ? " (redelivered)" : "");
+	if (check_duplicate(l, t))
+		return;
 	double now = wall_now();
-	if (check_expired(l, t, now))
+	if (check_expired(l, t, now) || control_check_revoked(l, t))
 		return;
 	double eta;
 	if (tm->eta && loop_parse_iso8601(tm->eta, &eta, NULL) == 0 && eta - now > 0.05) {
 		loop_park(l, t, eta);
 		return;
 	}
+	events_task_received(l, t); /* after the expiry and eta checks, as strategy.py */
 	if (check_args(l, t))
 		return;
 	if (!t->conf.acks_late) {

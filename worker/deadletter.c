@@ -135,6 +135,9 @@ void loop_dead_letter(loop *l, broker_message *msg, const schema_task_msg *tm,
 	       (unsigned long long)msg->delivery_tag, loop_queue_of(l, msg), LOOP_DEAD_LETTER,
 	       reason);
 	store_failure(l, msg, tm, exc_type, exc_module, message);
+	metrics_dead_lettered(l->metrics);
+	if (tm && strcmp(exc_type, "NotRegistered") != 0)
+		events_task_rejected(l, tm, false); /* consume.c sent NotRegistered's task-failed */
 	loop_after *a = calloc(1, sizeof *a);
 	warren_error err = {0};
 	if (a) {

@@ -17,9 +17,10 @@
  * consumer, global=false) bounds everything the loop holds: the pool queue,
  * the rate-limit wait lists and the publishes awaiting confirms.
  *
- * Shutdown: the first SIGTERM/SIGINT starts a warm shutdown - new deliveries
- * are left unacked (the broker requeues them when the connection closes),
- * waiting rate-limited tasks are dropped the same way, running tasks finish
+ * Shutdown: the first SIGTERM/SIGINT starts a warm shutdown - the task
+ * consumers are cancelled (basic.cancel), and everything delivered but not
+ * started (in the pool's queue, waiting for a rate-limit token, or still
+ * arriving) is nacked back to its queue at once; running tasks finish
  * within worker.shutdown_timeout and are stored and acked. A second signal
  * or SIGQUIT is a cold shutdown: return at once; unacked tasks go back to
  * their queues when the process exits.
@@ -114,6 +115,10 @@ static int declare(loop *l, warren_error *err)
 	xs[n - 1] = (broker_exchange){.name = LOOP_DEAD_LETTER, .durable = true,
 				      .type = dx ? exchange_type(dx->type) : BROKER_EXCHANGE_FANOUT};
 	broker_queue_init(&qs[n - 1], LOOP_DEAD_LETTER);
+	/* On a cluster, `queues: {warren.dead: {queue_type: quorum}}` keeps it
+	 * available when a node goes down (a classic queue lives on one node). */
+	const config_queue *dq = l->s->cfg ? config_queue_find(l->s->cfg, LOOP_DEAD_LETTER) : NULL;
+	qs[n - 1].quorum = dq && dq->type == CONFIG_QUEUE_QUORUM;
 	bs[n - 1] = (broker_binding){LOOP_DEAD_LETTER, LOOP_DEAD_LETTER, "#"};
 	broker_topology t = {xs, n, qs, n, bs, n};
 	rc = broker_declare(l->conn, &t, err);
@@ -164,6 +169,7 @@ static int open_broker(loop *l, warren_error *err)
 	if (l->s->cfg) {
 		o.heartbeat = l->s->cfg->broker.heartbeat;
 		o.connect_timeout_ms = (int)(l->s->cfg->broker.connect_timeout * 1000);
+		o.connect_once = !l->s->cfg->broker.connection_retry_on_startup;
 		const config_tls *tls = &l->s->cfg->broker.tls;
 		o.tls_ca_file = tls->ca;
 		o.tls_cert_file = tls->cert;
@@ -195,15 +201,32 @@ static void drain_done(loop *l)
 		loop_on_done(l, job);
 }
 
+/* Warm shutdown: basic.cancel every task consumer so no more deliveries
+ * come, then give back what was delivered and not started (nack with
+ * requeue, in loop_on_done), so another worker can take it now rather than
+ * when this connection closes. */
+static void stop_consuming(loop *l)
+{
+	for (size_t i = 0; l->consumer_tags && i < l->s->n_queues; i++) {
+		warren_error err = {0};
+		if (l->consumer_tags[i][0] && broker_cancel(l->conn, l->consumer_tags[i], &err) != 0)
+			log_at(CONFIG_LOG_WARNING, NULL, "worker: stop consuming '%s': %s",
+			       l->s->queues[i], err.msg);
+	}
+	loop_drop_limited(l);
+	pool_unqueue(l->pool);
+}
+
 static void begin_warm(loop *l)
 {
 	l->draining = true;
+	worker_notify("STOPPING=1", NULL);
 	if (l->s->shutdown_timeout > 0)
 		l->drain_deadline_ns = task_monotonic_ns() + (int64_t)(l->s->shutdown_timeout * 1e9);
 	log_at(CONFIG_LOG_WARNING, NULL,
 	       "worker: warm shutdown (%zu task(s) running; signal again for a cold one)",
 	       l->in_pool);
-	loop_drop_limited(l);
+	stop_consuming(l);
 }
 
 static void on_signals(loop *l)
@@ -226,17 +249,29 @@ static void on_event(loop *l, broker_event *ev)
 	case BROKER_EVENT_MESSAGE: {
 		broker_message *m = ev->msg;
 		ev->msg = NULL;
-		loop_on_message(l, m);
+		if (control_owns(l, m))
+			control_on_message(l, m); /* pidbox: remote control */
+		else
+			loop_on_message(l, m);
 		break;
 	}
 	case BROKER_EVENT_CANCELLED:
 		log_at(CONFIG_LOG_ERROR, NULL, "consumer of queue '%s' cancelled by the broker",
 		       ev->queue ? ev->queue : "?");
+		events_consumer_cancelled(l, ev->queue);
 		break;
 	case BROKER_EVENT_RECONNECTED:
 		log_at(CONFIG_LOG_WARNING, NULL, "connection restored to %s (lost: %s)",
 		       broker_conn_url(l->conn), ev->reason ? ev->reason : "?");
-		loop_drop_limited(l); /* their deliveries are void now */
+		metrics_reconnected(l->metrics);
+		/* Deliveries of the old connection are void: the broker redelivers
+		 * them. What finished while we reconnected is stored first, so a
+		 * redelivered copy finds its SUCCESS (consume.c skips it); the
+		 * not-started ones leave the pool (their copies run instead);
+		 * running ones finish and store their result, and their ack fails. */
+		drain_done(l);
+		loop_drop_limited(l);
+		pool_unqueue(l->pool);
 		break;
 	}
 	broker_event_release(ev);
@@ -268,6 +303,9 @@ static int poll_timeout_ms(loop *l, int64_t now, int64_t limiter_wake)
 		wake = pool_wake;
 	if (l->drain_deadline_ns && l->drain_deadline_ns < wake)
 		wake = l->drain_deadline_ns;
+	int64_t events_wake = events_next_deadline_ns(l);
+	if (events_wake && events_wake < wake)
+		wake = events_wake;
 	if (broker_conn_pending(l->conn))
 		return 0;
 	int64_t ms = (wake - now + 999999) / 1000000;
@@ -277,6 +315,7 @@ static int poll_timeout_ms(loop *l, int64_t now, int64_t limiter_wake)
 static void turn(loop *l)
 {
 	drain_done(l);
+	control_tick(l); /* the throttled revoked-ids state file write */
 	int64_t now = task_monotonic_ns();
 	int64_t limiter_wake = loop_release_limited(l, now);
 	struct pollfd fds[3];
@@ -296,6 +335,7 @@ static void turn(loop *l)
 	/* Always: it also serves heartbeats and confirms, and reconnects. */
 	receive_all(l);
 	drain_done(l);
+	events_tick(l); /* heartbeat, task.multi flush, metrics gauges */
 }
 
 static bool drained(loop *l)
@@ -371,35 +411,51 @@ int loop_run(const loop_settings *s, warren_error *err)
 	loop l = {.s = s, .sigfd = -1, .seed = (unsigned)getpid() ^ (unsigned)time(NULL)};
 	int rc = open_signals(&l, err);
 	if (rc == 0)
+		rc = events_metrics_start(&l, err); /* /healthz says 503 until consuming */
+	if (rc == 0)
 		rc = open_broker(&l, err);
 	if (rc == 0)
 		rc = open_backend(&l, err);
 	if (rc == 0)
 		rc = declare(&l, err);
 	if (rc == 0)
+		rc = control_open(&l, err); /* pidbox, revokes, mingle: before any task */
+	if (rc == 0)
 		rc = pool_new(&s->pool, s->reg, &l.pool, err);
 	if (rc == 0)
 		rc = consume(&l, err);
+	if (rc == 0)
+		rc = events_start(&l, err); /* worker-online */
 	if (rc != 0)
 		goto out_close;
 	log_at(CONFIG_LOG_WARNING, NULL, "worker %s ready: %zu queue(s), pool %s x%d, broker %s",
 	       s->hostname, s->n_queues, s->pool.kind == POOL_PREFORK ? "prefork" : "threads",
 	       s->pool.concurrency, broker_conn_url(l.conn));
+	warren_error nerr = {0}; /* systemd's Type=notify: consuming now (notify.c) */
+	if (worker_notify("READY=1", &nerr) != 0)
+		log_at(CONFIG_LOG_WARNING, NULL, "worker: %s", nerr.msg);
 	rc = run(&l);
 	if (rc == LOOP_COLD) {
 		/* Handlers may still run: leave the pool and the registry alone;
 		 * closing the socket returns every unacked task to its queue. */
+		control_close(&l);
+		events_stop(&l);
+		metrics_free(l.metrics);
 		broker_conn_free(l.conn);
 		close(l.sigfd);
 		return LOOP_COLD;
 	}
+	events_stop(&l); /* worker-offline, before the last flush */
 	close_warm(&l);
 	log_at(CONFIG_LOG_WARNING, NULL, "worker: stopped after %llu task(s)",
 	       (unsigned long long)l.processed);
 out_close:
 	free_limiters(&l);
 	free_afters(&l);
+	canvas_free(&l);
+	control_close(&l);
 	pool_free(l.pool);
+	metrics_free(l.metrics);
 	broker_conn_free(l.conn);
 	backend_free(l.results);
 	free(l.consumer_tags);

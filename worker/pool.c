@@ -65,6 +65,8 @@ int pool_terminate(pool *p, uint64_t seq, int signum, warren_error *err)
 
 size_t pool_pending(const pool *p) { return p->ops->pending(p->impl); }
 
+size_t pool_unqueue(pool *p) { return p->ops->unqueue(p->impl); }
+
 int pool_close(pool *p, int grace_ms, warren_error *err)
 {
 	return p->ops->close(p->impl, grace_ms, err);

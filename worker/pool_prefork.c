@@ -878,6 +878,19 @@ static size_t prefork_pending(const void *impl)
 	return p->queue.len + p->done.len + running(p);
 }
 
+static size_t prefork_unqueue(void *impl)
+{
+	prefork *p = impl;
+	size_t n = 0;
+	for (; p->queue.len > 0; n++) {
+		queued q = fifo_pop(&p->queue);
+		free(q.frame);
+		q.job->status = TASK_PENDING;
+		done_push(p, q.job);
+	}
+	return n;
+}
+
 /* Waits for the epoll set or the next deadline, at most until `until`.
  * close() takes done_fd out of the set first, or the jobs it handed back
  * would keep the set readable and this would spin. */
@@ -941,6 +954,7 @@ const pool_ops pool_prefork_ops = {
 	.next_deadline_ns = prefork_next_deadline_ns,
 	.terminate = prefork_terminate,
 	.pending = prefork_pending,
+	.unqueue = prefork_unqueue,
 	.close = prefork_close,
 	.free = prefork_free,
 };

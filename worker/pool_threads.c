@@ -130,9 +130,13 @@ static void job_take_outcome(pool_job *job, task_ctx *ctx)
 	}
 }
 
+/* The worker's pid, read once by threads_open: getpid() is a real syscall
+ * since glibc 2.25 and was one per task. 0 (no pool opened) reads it. */
+static pid_t self_pid;
+
 void pool_job_execute(const registry *reg, pool_job *job)
 {
-	job->worker_pid = (int64_t)getpid();
+	job->worker_pid = (int64_t)(self_pid ? self_pid : getpid());
 	const registry_entry *entry = registry_lookup(reg, job->task_name, strlen(job->task_name));
 	if (!entry) {
 		job_fail(job, "NotRegistered", "celery.exceptions", job->task_name);
@@ -239,6 +243,7 @@ static int threads_open(const pool_options *o, const registry *reg, void **impl,
 		return warren_error_set(err, WARREN_ENOMEM, "threads pool: out of memory");
 	tp->reg = reg;
 	tp->n_threads = o->concurrency;
+	self_pid = getpid();
 	tp->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	tp->threads = calloc((size_t)o->concurrency, sizeof *tp->threads);
 	tp->finished = calloc((size_t)o->concurrency, sizeof *tp->finished);
@@ -347,6 +352,19 @@ static size_t threads_pending(const void *impl)
 	return n;
 }
 
+static size_t threads_unqueue(void *impl)
+{
+	threads_pool *tp = impl;
+	size_t n = 0;
+	pthread_mutex_lock(&tp->mu);
+	for (job_node *node; (node = list_pop(&tp->todo)); n++) {
+		node->job->status = TASK_PENDING;
+		finish_locked(tp, node);
+	}
+	pthread_mutex_unlock(&tp->mu);
+	return n;
+}
+
 static void deadline_after(struct timespec *ts, int ms)
 {
 	clock_gettime(CLOCK_REALTIME, ts);
@@ -441,6 +459,7 @@ const pool_ops pool_threads_ops = {
 	.next_deadline_ns = threads_next_deadline_ns,
 	.terminate = threads_terminate,
 	.pending = threads_pending,
+	.unqueue = threads_unqueue,
 	.close = threads_close,
 	.free = threads_free,
 };

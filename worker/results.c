@@ -133,6 +133,10 @@ void loop_on_outcome(void *arg, uint64_t cookie, broker_outcome outcome, const c
 	loop *l = arg;
 	if (backend_outcome(l->results, cookie, outcome, reason))
 		return; /* an rpc result: backend_store waits for it */
+	if (events_owns_cookie(cookie))
+		return; /* events are fire-and-forget */
+	if (canvas_outcome(l, cookie, outcome, reason))
+		return; /* canvas.c waits for its own confirms */
 	loop_after *a = loop_after_take(l, cookie);
 	if (!a)
 		return; /* a result published by the rpc backend, say */
@@ -280,6 +284,7 @@ static bool retry(loop *l, loop_task *t, const pool_job *job, bool autoretry)
 	}
 	log_at(CONFIG_LOG_INFO, &f, "Task %s[%s] retry: Retry in %gs", t->tm->task, t->tm->id,
 	       delay);
+	events_task_retried(l, t, job);
 	return true;
 }
 
@@ -289,6 +294,7 @@ static void finish(loop *l, loop_task *t, schema_result *r)
 {
 	if (!t->conf.ignore_result && !t->tm->ignore_result)
 		loop_store(l, t->tm->id, t->tm, t->msg, r);
+	canvas_on_final(l, t, r); /* chord part, chain failure, errbacks: before the ack */
 	if (!t->acked)
 		loop_ack(l, t->msg);
 	l->processed++;
@@ -312,8 +318,10 @@ static void on_success(loop *l, loop_task *t, const pool_job *job)
 	}
 	schema_result r;
 	schema_result_init(&r);
+	events_task_succeeded(l, t, job);
 	schema_result_set_success(&r, job->result ? job->result : "\xc0",
 				  job->result ? job->result_len : 1, NULL);
+	canvas_on_success(l, t, job->result, job->result_len); /* before the store, as Celery */
 	finish(l, t, &r);
 	schema_result_release(&r);
 }
@@ -324,6 +332,7 @@ static void fail_with(loop *l, loop_task *t, const pool_job *job, const char *ty
 	log_fields f = {t->tm->id, t->tm->task, "FAILURE", job->runtime};
 	log_at(CONFIG_LOG_ERROR, &f, "Task %s[%s] raised unexpected: %s('%s')", t->tm->task,
 	       t->tm->id, type, message);
+	events_task_failed(l, t->tm, type, message, traceback, job->runtime);
 	schema_result r;
 	schema_result_init(&r);
 	schema_result_set_exception(&r, SCHEMA_STATE_FAILURE, type, module, message, NULL);
@@ -368,6 +377,9 @@ static void fail_time_limit(loop *l, loop_task *t, const pool_job *job)
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_array(&pk, 1);
 	msgpack_pack_double(&pk, job->time_limit);
+	char limit[32];
+	snprintf(limit, sizeof limit, "%g", job->time_limit);
+	events_task_failed(l, t->tm, "TimeLimitExceeded", limit, NULL, job->runtime);
 	schema_result r;
 	schema_result_init(&r);
 	schema_result_set_exception_args(&r, SCHEMA_STATE_FAILURE, "TimeLimitExceeded",
@@ -383,6 +395,7 @@ static void revoke_terminated(loop *l, loop_task *t, const pool_job *job)
 {
 	log_fields f = {t->tm->id, t->tm->task, "REVOKED", job->runtime};
 	log_at(CONFIG_LOG_WARNING, &f, "Task %s[%s] terminated", t->tm->task, t->tm->id);
+	events_task_revoked(l, t->tm, true, -1, false);
 	schema_result r;
 	schema_result_init(&r);
 	schema_result_set_revoked(&r, SCHEMA_REVOKED_TERMINATED, NULL);
@@ -418,6 +431,7 @@ void loop_on_done(loop *l, pool_job *job)
 {
 	loop_task *t = job->loop_data;
 	l->in_pool--;
+	control_task_done(l, job);
 	switch (job->status) {
 	case TASK_SUCCESS:
 		on_success(l, t, job);
@@ -429,7 +443,16 @@ void loop_on_done(loop *l, pool_job *job)
 		on_retry(l, t, job);
 		break;
 	case TASK_PENDING:
-		/* Never started (pool closing): unacked, so the broker requeues it. */
+		/* Never started (pool closing, or taken back by pool_unqueue).
+		 * Acked on receipt: the broker no longer has it, so it still runs
+		 * here while the pool takes work. Unacked: back to the broker. */
+		if (control_check_revoked(l, t)) /* terminate of a queued job */
+			break;
+		if (t->acked && !l->cold && pool_submit(l->pool, job, NULL) == 0) {
+			l->in_pool++;
+			control_task_submitted(l, t, job->seq);
+			return;
+		}
 		if (!t->acked)
 			loop_requeue(l, t->msg);
 		loop_task_free(t);

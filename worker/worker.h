@@ -261,6 +261,12 @@ int pool_terminate(pool *p, uint64_t seq, int signum, warren_error *err);
 /* Jobs submitted and not yet taken back. */
 size_t pool_pending(const pool *p);
 
+/* Hands back every job not yet started, with status TASK_PENDING (through
+ * pool_take_done, as pool_close does), and lets the running ones finish; the
+ * pool stays open. A warm shutdown and a lost connection use it so that
+ * prefetched work goes back to the broker at once. Returns how many. */
+size_t pool_unqueue(pool *p);
+
 /* Stops taking jobs, waits up to grace_ms for running ones (their jobs are
  * then taken back as usual), and stops the threads/children. Jobs never
  * started are handed back with status TASK_PENDING so the loop can requeue. */
@@ -282,6 +288,7 @@ typedef struct pool_ops {
 	int64_t (*next_deadline_ns)(const void *impl);
 	int (*terminate)(void *impl, uint64_t seq, int signum, warren_error *err);
 	size_t (*pending)(const void *impl);
+	size_t (*unqueue)(void *impl);
 	int (*close)(void *impl, int grace_ms, warren_error *err);
 	void (*free)(void *impl);
 } pool_ops;
@@ -435,6 +442,12 @@ typedef struct loop_settings {
 	long long result_expires;   /* seconds */
 	const char *hostname;       /* "celery@host" */
 	double shutdown_timeout;    /* seconds of grace for running tasks, 0 = none */
+	bool task_events;           /* -E: task-* events to celeryev (events.c) */
+	bool worker_events;         /* worker-* heartbeats; off with --without-heartbeat */
+	int metrics_port;           /* /metrics and /healthz (metrics.c); 0 = off */
+	const char *metrics_bind;   /* their address; NULL = 127.0.0.1 */
+	const char *statedb;        /* revoked-ids state file; NULL = in memory only */
+	bool without_mingle;        /* skip the start-up `hello` to other workers */
 } loop_settings;
 
 /* How loop_run ended: LOOP_WARM after a warm shutdown (everything finished
@@ -447,6 +460,11 @@ int loop_run(const loop_settings *s, warren_error *err);
 /* Signals the loop handles: block them in every thread (before the pool
  * starts) so only the loop's signalfd sees them. */
 int loop_block_signals(warren_error *err);
+
+/* notify.c: sends `state` ("READY=1", "STOPPING=1") to the service manager
+ * over $NOTIFY_SOCKET (systemd's sd_notify protocol); 0 and nothing sent
+ * when the variable is unset (not started by systemd with Type=notify). */
+int worker_notify(const char *state, warren_error *err);
 
 /* The effective settings of one task: config over plugin options over
  * Celery's defaults. */
@@ -553,6 +571,10 @@ typedef struct loop {
 	bool cold;
 	int64_t drain_deadline_ns;  /* 0: none */
 	uint64_t processed;
+	struct events *events;      /* celeryev dispatcher (events.c); NULL = off */
+	struct metrics *metrics;    /* Prometheus endpoint (metrics.c); NULL = off */
+	struct control *control;    /* remote control and revokes (control.c) */
+	struct canvas *canvas;      /* canvas.c: chord join handle, confirms; NULL until used */
 } loop;
 
 /* consume.c: one broker event. */
@@ -600,6 +622,242 @@ void loop_dead_letter(loop *l, broker_message *msg, const schema_task_msg *tm,
 		      const char *exc_type, const char *exc_module, const char *reason);
 
 
+/* ==== remote control (worker/control.c, control_inspect.c) and revokes
+ * (worker/revoke.c) ====
+ *
+ * Celery's pidbox: the loop consumes "<hostname>.celery.pidbox" on its own
+ * connection and control.c answers on the loop thread, so a reply never
+ * races a task's settle. See the top of control.c. */
+
+#define REVOKE_MAX 50000        /* Celery's REVOKES_MAX */
+#define REVOKE_EXPIRES 10800.0  /* Celery's REVOKE_EXPIRES: 3 h, in seconds */
+
+typedef struct revoke_set revoke_set;
+
+/* An empty set; path (copied; NULL or "" = none) is its state file, read by
+ * revoke_load and written by revoke_save. Freed by revoke_set_free. */
+int revoke_set_new(const char *path, revoke_set **out, warren_error *err);
+void revoke_set_free(revoke_set *s);
+/* The state file's path, or NULL; lives as long as s. */
+const char *revoke_set_path(const revoke_set *s);
+/* Adds id (copied) revoked at `when` (unix seconds); an id already there is
+ * renewed if when is later. 0, WARREN_EINVAL (empty id) or WARREN_ENOMEM. */
+int revoke_add(revoke_set *s, const char *id, double when);
+/* True when id was revoked less than REVOKE_EXPIRES before now. */
+bool revoke_contains(const revoke_set *s, const char *id, double now);
+/* Drops expired ids, then the oldest beyond REVOKE_MAX; returns how many. */
+size_t revoke_purge(revoke_set *s, double now);
+size_t revoke_count(const revoke_set *s);
+/* Entry i (< revoke_count): its id (valid until the set changes) and when. */
+const char *revoke_at(const revoke_set *s, size_t i, double *when);
+/* Reads the state file, skipping expired ids; a missing file is empty.
+ * WARREN_EDECODE for a file of another version (nothing loaded), WARREN_EIO. */
+int revoke_load(revoke_set *s, double now, size_t *loaded, warren_error *err);
+/* The default state file for a node: "worker-<hostname>.state" under
+ * $STATE_DIRECTORY (systemd's StateDirectory=), else $XDG_STATE_HOME/warren,
+ * else ~/.local/state/warren (created), else the working directory. */
+void revoke_default_path(const char *hostname, char *buf, size_t cap);
+/* Writes the state file atomically (see revoke.c for the format). */
+int revoke_save(revoke_set *s, double now, warren_error *err);
+/* revoke_save when something changed and the last write is a second old. */
+int revoke_maybe_save(revoke_set *s, double now, warren_error *err);
+
+/* Celery's node name from --hostname / worker.hostname (NULL: default):
+ * "%h" the host name, "%n" its first label, "%d" the rest (the domain), "%%"
+ * a '%'; a name without '@' gets "celery@" in front, so NULL gives
+ * "celery@<host>". Writes into buf (always NUL-terminated). */
+void control_nodename(const char *given, char *buf, size_t cap);
+
+/* Sets up remote control for the loop: the revoked set (loaded from
+ * s->statedb), the pidbox exchange and queue and their consumer, then the
+ * start-up `hello` (mingle). Call after the loop's topology is declared and
+ * before its task consumers start. Freed by control_close. */
+int control_open(loop *l, warren_error *err);
+/* Writes the state file a last time and frees everything. NULL-safe. */
+void control_close(loop *l);
+/* Whether msg came from a consumer control.c started (the pidbox queue). */
+bool control_owns(const loop *l, const broker_message *msg);
+/* Handles one pidbox message; takes msg. */
+void control_on_message(loop *l, broker_message *msg);
+/* Housekeeping on every turn: the throttled state-file write. */
+void control_tick(loop *l);
+/* consume.c: true when t was revoked; then it is settled as Celery does
+ * (REVOKED TaskRevokedError('revoked') stored, acked) and freed. */
+bool control_check_revoked(loop *l, loop_task *t);
+/* consume.c: applies live rate_limit/time_limit changes to a task's conf. */
+void control_apply_overrides(const loop *l, loop_task *t);
+/* consume.c / results.c: a job entered the pool, and left it. */
+void control_task_submitted(loop *l, loop_task *t, uint64_t seq);
+void control_task_done(loop *l, const pool_job *job);
+/* results.c: a queued job came back unrun; true when it was revoked (the
+ * caller stores REVOKED and acks instead of requeueing). */
+bool control_is_revoked(const loop *l, const char *task_id);
+
+/* ---- inside remote control (control.c, control_cmd.c, control_inspect.c) ---- */
+
+/* A task in the pool, for active, query_task and terminate. */
+typedef struct control_active {
+	uint64_t seq;
+	loop_task *t;        /* the loop's; valid until control_task_done */
+	double time_start;   /* unix seconds it entered the pool */
+} control_active;
+
+/* Tasks processed per name, for stats' "total". */
+typedef struct control_count {
+	const registry_entry *entry;
+	int64_t count;
+} control_count;
+
+/* A live rate_limit / time_limit change; < 0: not changed. */
+typedef struct control_override {
+	const registry_entry *entry;
+	double rate;
+	double soft_time_limit, time_limit;
+} control_override;
+
+/* A queue consumed by add_consumer. */
+typedef struct control_queue {
+	char *name, *exchange, *exchange_type, *routing_key;
+	char tag[128];
+	bool cancelled;
+} control_queue;
+
+typedef struct control {
+	revoke_set *revoked;
+	char queue[300];              /* "<hostname>.celery.pidbox" */
+	char tag[128];                /* its consumer */
+	char mingle_tag[128];         /* the hello replies' consumer while mingling */
+	char mingle_ticket[37];
+	uint64_t clock;               /* Celery's Lamport clock */
+	double started;               /* unix seconds */
+	uint64_t next_cookie;
+	control_active *active;
+	size_t n_active, cap_active;
+	control_count *counts;
+	size_t n_counts;
+	control_override *overrides;
+	size_t n_overrides;
+	control_queue *added;
+	size_t n_added;
+	bool *cancelled;              /* per settings queue: cancel_consumer'd */
+	size_t mingled;               /* nodes that answered hello */
+} control;
+
+#define CONTROL_NO_REPLY 1 /* a handler's "do not answer" (shutdown) */
+
+/* A command: packs its reply value into pk (0), returns CONTROL_NO_REPLY,
+ * or fails (the reply is {"error": err->msg}). */
+typedef int (*control_fn)(loop *l, const schema_control_request *req, msgpack_packer *pk,
+			  warren_error *err);
+
+/* The handler for method, or NULL (control_cmd.c and control_inspect.c). */
+control_fn control_cmd_find(const char *method);
+control_fn control_inspect_find(const char *method);
+
+/* An argument as a NUL-terminated copy into buf: true when present and a
+ * string that fits. */
+bool control_arg_string(const schema_control_request *req, const char *key, char *buf,
+			size_t cap);
+/* A number (int or float) or a numeric string argument; false if absent. */
+bool control_arg_number(const schema_control_request *req, const char *key, double *out);
+bool control_arg_bool(const schema_control_request *req, const char *key, bool dflt);
+double control_wall_now(void);
+/* Advances the Lamport clock (and past `seen`, 0 = none); returns it. */
+uint64_t control_clock_forward(control *c, uint64_t seen);
+/* The override for entry (created with every field < 0), or NULL. */
+control_override *control_override_for(control *c, const registry_entry *e, bool create);
+/* Packs a revoked set as hello's {"revoked": {id: [t, id]}, "clock": n}
+ * (t on this host's monotonic clock, as Celery's LimitedSet keeps it). */
+int control_pack_hello(loop *l, msgpack_packer *pk);
+/* Merges a peer's revoked map ({id: t} or {id: [t, id]}) into the set. */
+size_t control_merge_revoked(loop *l, const msgpack_object *revoked);
+
+
+/* ==== monitoring: events (worker/events.c) and metrics (worker/metrics.c) ====
+ *
+ * events.c publishes Celery's monitoring events on the loop's connection,
+ * fire-and-forget (delivery_mode 1, no wait for a confirm: the broker's
+ * outcome for them is dropped by cookie, EVENTS_COOKIE_TAG), and reports the
+ * same task transitions to metrics.c. metrics.c serves /metrics and /healthz
+ * from libmicrohttpd's own thread; the loop thread only writes counters (see
+ * the top of metrics.c for what is shared and how). Every function here is a
+ * no-op when its part is off (l->events / l->metrics NULL). Loop thread only,
+ * except where metrics.c says otherwise. */
+
+/* Publish cookies of events carry this bit. The loop's own cookies count up
+ * from 1 and the rpc backend's carry BACKEND_COOKIE_TAG (bit 63). */
+#define EVENTS_COOKIE_TAG (UINT64_C(1) << 61)
+typedef struct events events; /* events.c's dispatcher state */
+bool events_owns_cookie(uint64_t cookie);
+
+/* Declares the celeryev exchange and sends worker-online (when worker or
+ * task events are on); call once the consumers run. Freed by events_stop. */
+int events_start(loop *l, warren_error *err);
+/* Flushes buffered task events, sends worker-offline, frees. NULL-safe. */
+void events_stop(loop *l);
+/* Every turn: the heartbeat when due, the task buffer when its short timer
+ * ran out, and the gauges and liveness metrics.c reports. */
+void events_tick(loop *l);
+/* When events_tick next has work (CLOCK_MONOTONIC ns), 0 = none. */
+int64_t events_next_deadline_ns(const loop *l);
+
+/* Task transitions, as Celery's worker reports them (worker/request.py,
+ * strategy.py, consumer.py): each sends its event with -E and counts it. */
+void events_task_received(loop *l, const loop_task *t);
+void events_task_started(loop *l, const loop_task *t);
+void events_task_succeeded(loop *l, const loop_task *t, const pool_job *job);
+/* exc_message is the exception's one argument (its repr is sent);
+ * traceback may be NULL; runtime < 0: the task never ran. */
+void events_task_failed(loop *l, const schema_task_msg *tm, const char *exc_type,
+			const char *exc_message, const char *traceback, double runtime);
+void events_task_retried(loop *l, const loop_task *t, const pool_job *job);
+/* signum < 0: none (null). */
+void events_task_revoked(loop *l, const schema_task_msg *tm, bool terminated, int signum,
+			 bool expired);
+void events_task_rejected(loop *l, const schema_task_msg *tm, bool requeue);
+/* The broker cancelled the consumer of `queue` (on_event in loop.c). */
+void events_consumer_cancelled(loop *l, const char *queue);
+/* Starts the metrics server from l->s when a port is set (before the
+ * broker connects, so /healthz answers 503 meanwhile). Freed by
+ * metrics_free(l->metrics). */
+int events_metrics_start(loop *l, warren_error *err);
+
+typedef struct metrics metrics;
+
+typedef struct metrics_options {
+	int port;             /* TCP port, > 0 */
+	const char *bind;     /* IPv4 or IPv6 address; NULL = 127.0.0.1 */
+	pool_kind pool;       /* for warren_pool_children_alive */
+	int concurrency;
+	size_t consumers;     /* task queues consumed (healthz: one must stay) */
+} metrics_options;
+
+/* Starts the HTTP server thread. *out is freed by metrics_free (which
+ * stops the thread first). WARREN_ECONFIG when it cannot listen. */
+int metrics_new(const metrics_options *o, metrics **out, warren_error *err);
+void metrics_free(metrics *m);
+/* Counters the loop thread bumps. task names are copied. runtime < 0: no
+ * histogram sample (the task never ran). */
+void metrics_task_done(metrics *m, const char *task, const char *state, double runtime);
+void metrics_task_retried(metrics *m, const char *task, double runtime);
+void metrics_dead_lettered(metrics *m);
+void metrics_reconnected(metrics *m);
+/* A task queue's consumer was cancelled by the broker (not resumed). */
+void metrics_consumer_cancelled(metrics *m);
+/* Gauges and liveness, set every turn. */
+typedef struct metrics_gauges {
+	int64_t in_flight;    /* jobs in the pool (running or queued there) */
+	int64_t prefetched;   /* deliveries held outside the pool (rate limits, parking) */
+	bool connected;       /* the broker connection is up */
+	bool consuming;       /* at least one task consumer is active */
+} metrics_gauges;
+void metrics_set(metrics *m, const metrics_gauges *g);
+
+/* The pure part, for tests and the HTTP thread: the whole /metrics page
+ * into a malloc'd string (free it), or NULL when out of memory. */
+char *metrics_render(metrics *m);
+
+
 /* ==== command line (worker/cli.c; main in worker_main.c) ==== */
 
 #define WORKER_CLI_MAX_PLUGINS 64
@@ -613,6 +871,11 @@ typedef struct worker_cli {
 	int concurrency;
 	int prefetch_multiplier;
 	bool check_config, help;
+	bool events, without_heartbeat; /* -E, --without-heartbeat */
+	int metrics_port;                /* --metrics-port; -1 = not given */
+	const char *metrics_bind;        /* --metrics-bind */
+	const char *statedb;             /* --statedb PATH|none */
+	bool without_mingle;             /* --without-mingle */
 } worker_cli;
 
 /* Parses argv (`--opt value`, `--opt=value`, and Celery's short -c -Q -l -P
@@ -621,5 +884,28 @@ typedef struct worker_cli {
 int worker_cli_parse(int argc, char **argv, worker_cli *out, warren_error *err);
 /* The --help text. */
 extern const char worker_cli_usage[];
+
+/* ==== canvas (worker/canvas.c) ====
+ * Callbacks, chain links, errbacks, failure down a chain, the chord join;
+ * the order against the result store and the ack is explained at the top
+ * of canvas.c. Loop thread only. */
+
+/* SUCCESS, before the result is stored: sends the callbacks and the next
+ * link of the chain with the result (packed msgpack) as first argument,
+ * and waits for their confirms. */
+void canvas_on_success(loop *l, loop_task *t, const void *result, size_t len);
+/* Any final state (r as stored, state and value set), after the store and
+ * before the ack: counts a chord part (firing or failing the body when it
+ * completes the join); on FAILURE/REVOKED stores it under each remaining
+ * chain step's id; on FAILURE runs the errbacks. */
+void canvas_on_final(loop *l, loop_task *t, const schema_result *r);
+/* The broker's outcome for a message canvas.c published: true when the
+ * cookie was canvas's (then ignore it). */
+bool canvas_outcome(loop *l, uint64_t cookie, broker_outcome o, const char *reason);
+/* Frees l->canvas. */
+void canvas_free(loop *l);
+/* Registers celery.map and celery.starmap (Celery's xmap/xstarmap) in reg,
+ * unless a plugin did. Call once plugins are loaded, before the pool starts. */
+int canvas_register_builtins(registry *reg, warren_error *err);
 
 #endif

@@ -27,6 +27,7 @@ typedef struct worker_main {
 	const char **queues;
 	size_t n_queues;
 	char hostname[256];
+	char statedb[4096];
 	loop_settings s;
 } worker_main;
 
@@ -109,13 +110,17 @@ static void merge_logging(const worker_cli *cli, worker_main *m)
 static void merge_identity(const worker_cli *cli, worker_main *m)
 {
 	const char *name = cli->hostname ? cli->hostname : m->cfg->worker.hostname;
-	if (name) {
-		snprintf(m->hostname, sizeof m->hostname, "%s", name);
-		return;
+	control_nodename(name, m->hostname, sizeof m->hostname); /* Celery's %h %n %d */
+	const char *db = cli->statedb ? cli->statedb : m->cfg->worker.statedb;
+	if (db && (!*db || !strcmp(db, "none")))
+		m->s.statedb = NULL;
+	else if (db)
+		m->s.statedb = db;
+	else {
+		revoke_default_path(m->hostname, m->statedb, sizeof m->statedb);
+		m->s.statedb = m->statedb;
 	}
-	char host[200] = "localhost";
-	gethostname(host, sizeof host - 1);
-	snprintf(m->hostname, sizeof m->hostname, "celery@%s", host);
+	m->s.without_mingle = cli->without_mingle;
 }
 
 static int merge(const worker_cli *cli, worker_main *m, warren_error *err)
@@ -150,6 +155,12 @@ static int merge(const worker_cli *cli, worker_main *m, warren_error *err)
 		s->result_backend = NULL;
 	s->result_expires = cfg->result_backend.result_expires;
 	s->shutdown_timeout = cfg->worker.shutdown_timeout;
+	/* Celery: task events with -E; worker-* events unless --without-heartbeat
+	 * (worker/consumer/heart.py; the dispatcher is on whenever Heart is). */
+	s->task_events = cli->events || cfg->worker.events;
+	s->worker_events = !cli->without_heartbeat;
+	s->metrics_port = cli->metrics_port >= 0 ? cli->metrics_port : cfg->worker.metrics.port;
+	s->metrics_bind = cli->metrics_bind ? cli->metrics_bind : cfg->worker.metrics.bind;
 	return 0;
 }
 
@@ -163,6 +174,8 @@ static int load_plugins(const worker_cli *cli, worker_main *m, warren_error *err
 	if (rc == 0 && n == 0)
 		rc = warren_error_set(err, WARREN_ECONFIG,
 				      "no task plugins: give --plugin PATH or worker.plugins");
+	if (rc == 0)
+		rc = canvas_register_builtins(m->reg, err); /* celery.map, celery.starmap */
 	m->s.reg = m->reg;
 	return rc;
 }

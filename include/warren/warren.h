@@ -317,6 +317,102 @@ WARREN_API int warren_queue_purge(warren_client *c, const char *name, uint32_t *
  * *names points into c and lives as long as it. */
 WARREN_API size_t warren_client_queues(const warren_client *c, const char *const **names);
 
+/* ==== canvas (producer/canvas.c) ======================================== */
+
+/* Signatures and canvases: Celery's chain, group, chord and xmap/xstarmap,
+ * sent as Celery 5.2's client sends them, so warren workers and Celery
+ * workers run them alike (see CELERY-WIRE.md §5):
+ *
+ *   warren_sig *a, *b, *c, *ch;
+ *   warren_sig_new("math.add", args_2_3, NULL, &a, &err);   // add(2, 3)
+ *   warren_sig_new("math.mul", args_10, NULL, &b, &err);    // mul(_, 10)
+ *   warren_sig_new("math.add", args_1, NULL, &c, &err);     // add(_, 1)
+ *   const warren_sig *steps[] = {a, b, c};
+ *   warren_chain(steps, 3, &ch, &err);
+ *   warren_canvas *cv;
+ *   warren_canvas_send(client, ch, &cv, &err);
+ *   warren_result *r;
+ *   warren_canvas_wait(client, cv, 10000, &r, &err);        // 51
+ *
+ * A warren_sig is plain data (the signature dict, packed): composing copies
+ * the members, so every warren_sig is freed by its creator with
+ * warren_sig_free. Sending never changes a warren_sig: ids not set with
+ * warren_sig_set_task_id are fresh at each send. */
+typedef struct warren_sig warren_sig;
+
+/* A task signature: task(args..., **kwargs), args/kwargs may be NULL. The
+ * result of the task before it (chain) or the task it is linked to
+ * (callback) is prepended to args when it runs, unless it is immutable.
+ * *out is freed with warren_sig_free. */
+WARREN_API int warren_sig_new(const char *task, const warren_args *args,
+			      const warren_args *kwargs, warren_sig **out, warren_error *err);
+/* NULL is a no-op. */
+WARREN_API void warren_sig_free(warren_sig *s);
+
+/* Options (Celery's signature options). */
+WARREN_API int warren_sig_set_immutable(warren_sig *s, bool immutable, warren_error *err);
+WARREN_API int warren_sig_set_queue(warren_sig *s, const char *queue, warren_error *err);
+WARREN_API int warren_sig_set_countdown(warren_sig *s, double seconds, warren_error *err);
+WARREN_API int warren_sig_set_task_id(warren_sig *s, const char *id, warren_error *err);
+/* Any other apply_async option as JSON text: "priority", "5";
+ * "time_limit", "30"; "expires", "60"; "ignore_result", "true". */
+WARREN_API int warren_sig_set_option(warren_sig *s, const char *key, const char *json,
+				     warren_error *err);
+/* Adds a copy of cb as a callback (link: runs with s's result prepended) or
+ * an errback (link_error: runs with s's task id as its argument when s
+ * fails; Celery's old-style errback). */
+WARREN_API int warren_sig_link(warren_sig *s, const warren_sig *cb, warren_error *err);
+WARREN_API int warren_sig_link_error(warren_sig *s, const warren_sig *eb, warren_error *err);
+
+/* Composites, each a new signature holding copies of the members.
+ * chain: each step gets the previous step's result first; a group followed
+ * by a step becomes a chord (as Celery's `group | task`); its result is the
+ * last step's. group: members run in parallel; the result is the list of
+ * their results in order. chord: header members in parallel, then body
+ * with the list of their results (needs a redis:// result backend). */
+WARREN_API int warren_chain(const warren_sig *const *steps, size_t n, warren_sig **out,
+			    warren_error *err);
+WARREN_API int warren_group(const warren_sig *const *members, size_t n, warren_sig **out,
+			    warren_error *err);
+WARREN_API int warren_chord(const warren_sig *const *header, size_t n, const warren_sig *body,
+			    warren_sig **out, warren_error *err);
+
+/* task applied to each item of items (a warren_args list): map calls
+ * task(item), starmap task(*item) (items are lists). Up to
+ * WARREN_MAP_INLINE_MAX items it is one Celery `celery.map` /
+ * `celery.starmap` task that runs them one after another on one worker
+ * (Celery's xmap); a longer list is sent as a group, one task per item.
+ * The result is the list of results in order either way. */
+#define WARREN_MAP_INLINE_MAX 100
+WARREN_API int warren_map(const char *task, const warren_args *items, warren_sig **out,
+			  warren_error *err);
+WARREN_API int warren_starmap(const char *task, const warren_args *items, warren_sig **out,
+			      warren_error *err);
+
+/* A sent canvas: the ids to wait on. */
+typedef struct warren_canvas warren_canvas;
+
+/* Sends sig (any kind) and waits for the broker to confirm every message.
+ * A chord anywhere in it is refused with WARREN_EINVAL, before anything is
+ * sent, unless the result backend is redis:// (Celery refuses chords on
+ * rpc:// too). *out is freed with warren_canvas_free. */
+WARREN_API int warren_canvas_send(warren_client *c, const warren_sig *sig, warren_canvas **out,
+				  warren_error *err);
+/* The id a caller waits on: a task's or chain's last task id, a chord's
+ * body id, a group's group id. Lives as long as cv. */
+WARREN_API const char *warren_canvas_id(const warren_canvas *cv);
+/* The task ids whose results make the canvas's result (one, or a group's
+ * members in order); *ids lives as long as cv. */
+WARREN_API size_t warren_canvas_ids(const warren_canvas *cv, const char *const **ids);
+/* Waits for the whole result: a chain's last result, a chord body's, a
+ * group's list in index order (as one SUCCESS result whose value is the
+ * list; the first failed member's result when one failed). Returns as
+ * warren_result_wait. */
+WARREN_API int warren_canvas_wait(warren_client *c, const warren_canvas *cv, int timeout_ms,
+				  warren_result **out, warren_error *err);
+/* NULL is a no-op. */
+WARREN_API void warren_canvas_free(warren_canvas *cv);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,17 +1,20 @@
 /* tests/integration/test_worker_shutdown.c - never lose a task: a warm
  * shutdown (SIGTERM) lets in-flight tasks finish, store and ack; a worker
  * killed with SIGKILL in the middle of 2,000 tasks loses none of them once a
- * new worker has started (acks late: the broker redelivers). The Celery
+ * new worker has started (acks late: the broker redelivers); a warm
+ * shutdown hands prefetched tasks back at once. The Celery
  * client helper sends the tasks and reads their states from Redis. */
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "support.h"
 #include "test_worker_support.h"
+#include "warren/warren.h"
 
 static void nap_ms(int ms)
 {
@@ -70,6 +73,52 @@ Test(integration_worker_shutdown, warm_shutdown_finishes_in_flight_tasks)
 	nap_ms(500);
 	cr_expect_eq(worker_test_count_log(again, "received"), 0, "a task was not acked");
 	cr_assert_eq(worker_test_stop(again, SIGTERM, 10000), 0);
+	unlink(path);
+}
+
+/* Prefetch 8 over 2 running: a warm shutdown cancels the consumer and gives
+ * the 6 prefetched-but-not-started tasks back to the queue at once, while
+ * the 2 running ones finish, store SUCCESS and are acked. */
+Test(integration_worker_shutdown, warm_shutdown_requeues_prefetched_tasks_at_once)
+{
+	const char *queue = worker_test_queue(0, "prefetch");
+	pid_t pid = start(queue, 2, "--prefetch-multiplier 4");
+	char path[256];
+	send_sleeps(queue, 10, "2", path, sizeof path);
+	for (int i = 0; i < 500 && worker_test_count_log(pid, "received") < 8; i++)
+		nap_ms(10);
+	cr_assert_eq(worker_test_count_log(pid, "received"), 8, "prefetch; see %s",
+		     worker_test_log(pid));
+	warren_client *c = NULL;
+	warren_error err = {0};
+	cr_assert_eq(warren_client_new(support_service_url("WARREN_TEST_BROKER"), NULL, NULL, &c,
+				       &err),
+		     0, "%s", err.msg);
+	kill(pid, SIGTERM);
+	uint32_t ready = 0, consumers = 1;
+	for (int i = 0; i < 150; i++) {
+		cr_assert_eq(warren_queue_stats(c, queue, &ready, &consumers, &err), 0, "%s",
+			     err.msg);
+		if (ready == 8)
+			break;
+		nap_ms(10);
+	}
+	bool running = waitpid(pid, NULL, WNOHANG) == 0;
+	warren_client_free(c);
+	cr_expect_eq(ready, 8, "ready %u: 2 never delivered + 6 given back", ready);
+	cr_expect_eq(consumers, 0, "the consumer was not cancelled");
+	cr_expect(running, "the worker exited before its tasks finished");
+	cr_assert_eq(worker_test_stop(pid, 0, 15000), 0, "warm shutdown; see %s",
+		     worker_test_log(pid));
+	cr_expect_eq(worker_test_count_log(pid, "succeeded in"), 2, "see %s", worker_test_log(pid));
+	/* Nothing lost: a new worker runs the other 8, and all 10 are SUCCESS. */
+	pid_t again = start(queue, 8, NULL);
+	const char *json = worker_test_client(support_service_url("WARREN_TEST_REDIS"), "collect",
+					      path, "20");
+	worker_test_assert_ok(json, "every task SUCCESS after the requeue");
+	cr_expect_eq(worker_test_count_log(again, "succeeded in"), 8, "see %s",
+		     worker_test_log(again));
+	cr_assert_eq(worker_test_stop(again, SIGTERM, 15000), 0);
 	unlink(path);
 }
 

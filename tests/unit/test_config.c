@@ -50,6 +50,7 @@ static void check_reference_broker(const warren_config *cfg)
 	cr_assert_eq(b->heartbeat, 30);
 	cr_assert_float_eq(b->connect_timeout, 2.5, 1e-9);
 	cr_assert_eq(b->prefetch_multiplier, 8);
+	cr_assert_eq(b->connection_retry_on_startup, 0);
 	cr_assert_str_eq(b->tls.ca, "/etc/warren/ca.pem");
 	cr_assert_str_eq(b->tls.cert, "/etc/warren/client.pem");
 	cr_assert_str_eq(b->tls.key, "/etc/warren/client.key");
@@ -230,6 +231,8 @@ static void check_reference_worker(const warren_config *cfg)
 	cr_assert_eq(w->prefetch_multiplier, 2);
 	cr_assert_eq(w->events, 1);
 	cr_assert_float_eq(w->shutdown_timeout, 60.0, 1e-9);
+	cr_assert_eq(w->metrics.port, 9808);
+	cr_assert_str_eq(w->metrics.bind, "127.0.0.1");
 }
 
 Test(config, reference_config_loads_with_every_value)
@@ -255,7 +258,7 @@ Test(config, reference_config_loads_with_every_value)
 	cr_assert_eq(chain->kind, CONFIG_NODE_SEQ);
 	cr_assert_eq(chain->n_items, 2);
 	cr_assert_str_eq(chain->items[1]->text, "math.add");
-	cr_assert_eq(chain->items[1]->line, 149);
+	cr_assert_eq(chain->items[1]->line, 155);
 	cr_assert_eq(chain->items[1]->column, 9);
 	config_free(cfg);
 }
@@ -268,6 +271,7 @@ Test(config, empty_document_gives_celery_defaults)
 	cr_assert_eq(cfg->broker.heartbeat, 60);
 	cr_assert_float_eq(cfg->broker.connect_timeout, 4.0, 1e-9);
 	cr_assert_eq(cfg->broker.prefetch_multiplier, 4);
+	cr_assert_eq(cfg->broker.connection_retry_on_startup, 1);
 	cr_assert_eq(cfg->broker.tls.verify, 1);
 	cr_assert_null(cfg->broker.tls.ca);
 	cr_assert_eq(cfg->n_exchanges, 0);
@@ -286,6 +290,8 @@ Test(config, empty_document_gives_celery_defaults)
 	cr_assert_null(w->hostname);
 	cr_assert_eq(w->prefetch_multiplier, -1);
 	cr_assert_eq(w->events, 0);
+	cr_assert_eq(w->metrics.port, 0);
+	cr_assert_str_eq(w->metrics.bind, "127.0.0.1");
 	cr_assert_eq(cfg->result_backend.kind, CONFIG_BACKEND_NONE);
 	cr_assert_null(cfg->result_backend.url);
 	cr_assert_eq(cfg->result_backend.result_expires, 86400);
@@ -390,6 +396,24 @@ Test(config, bad_boolean_refused)
 {
 	cr_assert_str_eq(load_error("worker:\n  events: maybe\n", WARREN_ECONFIG),
 			 "warren.yaml:2:11: worker.events: expected true or false, got \"maybe\"");
+}
+
+Test(config, worker_metrics_port_and_bind)
+{
+	warren_config *cfg = load_ok("worker:\n  metrics:\n    port: 9100\n    bind: \"::1\"\n");
+	cr_assert_eq(cfg->worker.metrics.port, 9100);
+	cr_assert_str_eq(cfg->worker.metrics.bind, "::1");
+	config_free(cfg);
+	cfg = load_ok("worker:\n  metrics:\n");
+	cr_assert_eq(cfg->worker.metrics.port, 0, "an empty metrics map keeps it off");
+	config_free(cfg);
+	cr_assert_str_eq(load_error("worker:\n  metrics:\n    prot: 9100\n", WARREN_ECONFIG),
+			 "warren.yaml:3:5: worker.metrics.prot: unknown key; did you mean 'port'?");
+	cr_assert_str_eq(load_error("worker:\n  metrics:\n    port: 70000\n", WARREN_ECONFIG),
+			 "warren.yaml:3:11: worker.metrics.port: expected an integer from 0 to 65535, "
+			 "got \"70000\"");
+	cr_assert_str_eq(load_error("worker:\n  metrics: 9100\n", WARREN_ECONFIG),
+			 "warren.yaml:2:12: worker.metrics: expected a mapping, got \"9100\"");
 }
 
 Test(config, yes_and_off_are_booleans_as_in_pyyaml)
