@@ -223,6 +223,8 @@ static int parse_vhost(const char *s, size_t len, broker_url *u, const char *mas
 {
 	if (len == 0)
 		return 0; /* "amqp://host" and "amqp://host/" both mean "/" */
+	if (len == 1 && s[0] == '/')
+		return 0; /* "amqp://host//": kombu's and Celery's spelling of vhost "/" */
 	if (memchr(s, '/', len))
 		return warren_error_set(err, WARREN_EINVAL,
 					"url '%s': vhost '%.*s' has a raw '/'; write it as %%2F",
