@@ -61,7 +61,7 @@ static int sleep_task(warren_task *t)
 	int64_t end = now_ns() + (int64_t)(seconds * 1e9);
 	for (int64_t left; (left = end - now_ns()) > 0;) {
 		if (warren_task_soft_limit_passed(t))
-			return warren_task_fail(t, "celery.exceptions.SoftTimeLimitExceeded",
+			return warren_task_fail(t, "billiard.exceptions.SoftTimeLimitExceeded",
 						"%s: soft time limit exceeded", warren_task_name(t));
 		nap_ns(left < SLEEP_STEP_NS ? left : SLEEP_STEP_NS);
 	}

@@ -357,7 +357,7 @@ static inline msgpack_packer *warren_task_result(warren_task *t)
 }
 
 /* Fails the task with a Python exception: type "ValueError" (module
- * builtins) or dotted, "celery.exceptions.SoftTimeLimitExceeded". The
+ * builtins) or dotted, "billiard.exceptions.SoftTimeLimitExceeded". The
  * message is formatted printf-style, truncated at 1 KiB on a UTF-8 boundary,
  * invalid UTF-8 replaced. The first failure or retry recorded wins.
  * Returns -1. */
@@ -381,7 +381,7 @@ static inline int warren_task_retry(warren_task *t, double countdown)
 }
 
 /* True once the task's soft time limit has passed: a long handler checks it
- * now and then and fails with celery.exceptions.SoftTimeLimitExceeded. */
+ * now and then and fails with billiard.exceptions.SoftTimeLimitExceeded. */
 static inline bool warren_task_soft_limit_passed(warren_task *t)
 {
 	return t->host->task_soft_limit_passed(t);

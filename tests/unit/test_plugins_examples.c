@@ -462,7 +462,7 @@ Test(plugins_test, sleep_honours_the_soft_time_limit)
 {
 	task_set_soft_limit(&ctx, 0.1);
 	int64_t start = task_monotonic_ns();
-	expect_failure(run("test.sleep", "[30]", "{}"), "celery.exceptions",
+	expect_failure(run("test.sleep", "[30]", "{}"), "billiard.exceptions",
 		       "SoftTimeLimitExceeded", "test.sleep: soft time limit exceeded");
 	double took = elapsed_since(start);
 	cr_assert_geq(took, 0.1, "gave up after %g s, before the limit", took);
@@ -474,7 +474,7 @@ Test(plugins_test, sleep_stops_when_told_the_limit_passed)
 	/* What a timer thread or a prefork child's signal handler does. */
 	atomic_store(&ctx.soft_limit_hit, true);
 	int64_t start = task_monotonic_ns();
-	expect_failure(run("test.sleep", "[30]", "{}"), "celery.exceptions",
+	expect_failure(run("test.sleep", "[30]", "{}"), "billiard.exceptions",
 		       "SoftTimeLimitExceeded", "test.sleep: soft time limit exceeded");
 	cr_assert_lt(elapsed_since(start), 5.0);
 }

@@ -87,7 +87,7 @@ static void c_soft_limit(pool_kind kind)
 	pt_submit(ct.p, j);
 	pool_job *d = pt_expect(ct.p, 5);
 	cr_assert(pt_now() - t0 < 2);
-	pt_expect_failure(d, "SoftTimeLimitExceeded", "celery.exceptions");
+	pt_expect_failure(d, "SoftTimeLimitExceeded", "billiard.exceptions");
 	pool_job_free(d);
 }
 

@@ -90,7 +90,7 @@ static int block_task(warren_task *t)
 {
 	poll(NULL, 0, 5000);
 	if (warren_task_soft_limit_passed(t))
-		return warren_task_fail(t, "celery.exceptions.SoftTimeLimitExceeded", "woken");
+		return warren_task_fail(t, "billiard.exceptions.SoftTimeLimitExceeded", "woken");
 	return 0;
 }
 
@@ -109,7 +109,7 @@ static int nap_task(warren_task *t)
 		fclose(f);
 	for (int i = 0; i < 1000; i++) {
 		if (warren_task_soft_limit_passed(t))
-			return warren_task_fail(t, "celery.exceptions.SoftTimeLimitExceeded", "napped");
+			return warren_task_fail(t, "billiard.exceptions.SoftTimeLimitExceeded", "napped");
 		struct timespec ms10 = {.tv_nsec = 10000000};
 		nanosleep(&ms10, NULL);
 	}
@@ -362,7 +362,7 @@ Test(pool_prefork, soft_time_limit_raises_soft_time_limit_exceeded_child_survive
 	double t0 = pt_now();
 	run(j, 5);
 	double dt = pt_now() - t0;
-	pt_expect_failure(j, "SoftTimeLimitExceeded", "celery.exceptions");
+	pt_expect_failure(j, "SoftTimeLimitExceeded", "billiard.exceptions");
 	cr_assert(!j->worker_lost && !j->time_limit_hit);
 	cr_assert(dt >= 0.15 && dt < 1.5, "took %.3f s", dt);
 	int64_t pid = j->worker_pid;
@@ -381,7 +381,7 @@ Test(pool_prefork, soft_limit_signal_wakes_a_handler_blocked_in_a_syscall)
 	double t0 = pt_now();
 	run(j, 10);
 	double dt = pt_now() - t0;
-	pt_expect_failure(j, "SoftTimeLimitExceeded", "celery.exceptions");
+	pt_expect_failure(j, "SoftTimeLimitExceeded", "billiard.exceptions");
 	cr_assert(dt < 2, "took %.3f s: the timer's SIGUSR1 should interrupt poll()", dt);
 	pool_job_free(j);
 }
@@ -394,7 +394,7 @@ Test(pool_prefork, sigusr1_through_terminate_is_the_soft_limit_as_in_celery)
 	warren_error err = {0};
 	cr_assert_eq(pool_terminate(pl, 1, SIGUSR1, &err), 0, "%s", err.msg);
 	pool_job *d = pt_expect(pl, 5);
-	pt_expect_failure(d, "SoftTimeLimitExceeded", "celery.exceptions");
+	pt_expect_failure(d, "SoftTimeLimitExceeded", "billiard.exceptions");
 	cr_assert_str_eq(d->exc_message, "napped");
 	cr_assert(!d->worker_lost);
 	pool_job_free(d);
