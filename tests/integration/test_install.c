@@ -106,7 +106,14 @@ Test(integration_install, make_install_into_a_prefix_is_usable)
 	cr_assert_not_null(f);
 	fputs(program, f);
 	fclose(f);
-	snprintf(cmd, sizeof cmd, "cc -std=c11 -Wall -Werror -o '%s/hello' '%s' %s", prefix, src,
+	/* Under make asan the installed library carries the sanitizer runtime,
+	 * so the program that links it must be built with it too. */
+#if defined(__SANITIZE_ADDRESS__)
+	const char *san = " -fsanitize=address,undefined";
+#else
+	const char *san = "";
+#endif
+	snprintf(cmd, sizeof cmd, "cc -std=c11 -Wall -Werror%s -o '%s/hello' '%s' %s", san, prefix, src,
 		 flags);
 	run_ok(cmd);
 	snprintf(cmd, sizeof cmd, "LD_LIBRARY_PATH='%s/lib' '%s/hello'", prefix, prefix);

@@ -111,6 +111,8 @@ static pid_t start_celery(const char *queue)
 	char name[300], logf[200];
 	snprintf(name, sizeof name, "cel%d@%%h", (int)getpid());
 	snprintf(logf, sizeof logf, "/tmp/warren-ct-celery.%d.log", (int)getpid());
+	/* Before the fork: an assertion in the child would hang Criterion. */
+	const char *broker = support_service_url("WARREN_TEST_BROKER");
 	pid_t pid = fork();
 	cr_assert_neq(pid, -1);
 	if (pid == 0) {
@@ -119,7 +121,7 @@ static pid_t start_celery(const char *queue)
 		dup2(fd, 2);
 		if (chdir(WARREN_SOURCE_DIR "/tests/interop") != 0)
 			_exit(127);
-		setenv("WARREN_TEST_BROKER", support_service_url("WARREN_TEST_BROKER"), 1);
+		setenv("WARREN_TEST_BROKER", broker, 1);
 		execl("/usr/bin/python3", "python3", "-m", "celery", "-A", "celery_app", "worker",
 		      "-n", name, "-P", "solo", "-Q", queue, "--without-heartbeat",
 		      "--without-gossip", (char *)NULL);
