@@ -158,7 +158,7 @@ demo: deps
 # (bench/README.md). Not a test: these machines are shared and noisy.
 bench: deps
 	@$(MAKE) --no-print-directory all
-	@bench/publish.sh && bench/worker.sh
+	@bench/publish.sh && bench/worker.sh && bench/canvas.sh
 
 deps:
 	@scripts/install-deps
