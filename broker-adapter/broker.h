@@ -267,6 +267,14 @@ int broker_receive(broker_conn *c, int timeout_ms, broker_event *ev, warren_erro
 int broker_ack(broker_conn *c, const broker_message *m, warren_error *err);
 int broker_nack(broker_conn *c, const broker_message *m, bool requeue, warren_error *err);
 int broker_reject(broker_conn *c, const broker_message *m, bool requeue, warren_error *err);
+/* Acks by tag: with multiple, every delivery on the consume channel with a
+ * tag <= delivery_tag that the broker still counts as unacked (AMQP 0-9-1
+ * basic.ack multiple=true; deliveries already acked, nacked or rejected, and
+ * those of no-ack consumers, are not touched). delivery_tag itself must be
+ * unacked, or the broker closes the channel. generation is the one the
+ * deliveries came on: another gives WARREN_EBROKER and sends nothing. */
+int broker_ack_tag(broker_conn *c, uint64_t generation, uint64_t delivery_tag, bool multiple,
+		   warren_error *err);
 
 /* ==== delayed delivery (delay.c) ==== */
 

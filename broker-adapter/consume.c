@@ -340,6 +340,24 @@ int broker_ack(broker_conn *c, const broker_message *m, warren_error *err)
 	return settle_delivery(c, m, SETTLE_ACK, false, err);
 }
 
+int broker_ack_tag(broker_conn *c, uint64_t generation, uint64_t delivery_tag, bool multiple,
+		   warren_error *err)
+{
+	if (!c->amqp || generation != c->generation)
+		return warren_error_set(err, WARREN_EBROKER,
+					"ack of delivery %llu: the connection it came on is gone; "
+					"the broker redelivers it", (unsigned long long)delivery_tag);
+	int st = amqp_basic_ack(c->amqp, BROKER_CH_CONSUME, delivery_tag, multiple);
+	if (st == AMQP_STATUS_OK)
+		return 0;
+	char msg[WARREN_ERROR_MSG_MAX];
+	snprintf(msg, sizeof msg, "ack of delivery %llu%s on '%s': %s",
+		 (unsigned long long)delivery_tag, multiple ? " (multiple)" : "",
+		 broker_conn_url(c), amqp_error_string2(st));
+	broker_conn_lost(c, msg);
+	return warren_error_set(err, WARREN_EBROKER, "%s", msg);
+}
+
 int broker_nack(broker_conn *c, const broker_message *m, bool requeue, warren_error *err)
 {
 	return settle_delivery(c, m, SETTLE_NACK, requeue, err);

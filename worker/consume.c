@@ -415,6 +415,13 @@ void loop_on_message(loop *l, broker_message *msg)
 		broker_message_free(msg);
 		return;
 	}
+	/* Tracked before anything can settle it, so no batched ack passes over
+	 * it while it is unsettled (acks.c). Untrackable: give it back. */
+	if (acks_track(&l->acks, msg->generation, msg->delivery_tag) != 0) {
+		loop_requeue(l, msg);
+		broker_message_free(msg);
+		return;
+	}
 	schema_task_msg *tm = decode(l, msg);
 	if (!tm)
 		return;
@@ -437,7 +444,7 @@ void loop_on_message(loop *l, broker_message *msg)
 	t->entry = e;
 	t->queue = loop_queue_of(l, msg);
 	t->received_ns = task_monotonic_ns();
-	loop_task_conf_resolve(l->s->cfg, e, &t->conf);
+	loop_task_conf_resolve(reload_config(l), e, &t->conf); /* the last SIGHUP's */
 	control_apply_overrides(l, t); /* live rate_limit / time_limit */
 	log_task(CONFIG_LOG_INFO, tm, "RECEIVED", -1, "Task %s[%s] received%s",
 		 msg->redelivered ? " (redelivered)" : "");

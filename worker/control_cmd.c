@@ -149,8 +149,9 @@ static const registry_entry *task_arg(loop *l, const schema_control_request *req
 }
 
 /* The live bucket follows the new rate; tasks already waiting keep their
- * place (a rate of 0 lets them all go on the next turn). */
-static void retune_limiter(loop *l, const registry_entry *e, double rate)
+ * place (a rate of 0 lets them all go on the next turn). reload.c uses it
+ * too. */
+void control_retune_limiter(loop *l, const registry_entry *e, double rate)
 {
 	for (loop_limiter *q = l->limiters; q; q = q->next)
 		if (q->entry == e) {
@@ -180,7 +181,7 @@ static int cmd_rate_limit(loop *l, const schema_control_request *req, msgpack_pa
 		return schema_control_pack_error(pk, "unknown task", err);
 	}
 	o->rate = rate;
-	retune_limiter(l, e, rate);
+	control_retune_limiter(l, e, rate);
 	if (rate <= 0) {
 		log_at(CONFIG_LOG_INFO, NULL, "Rate limits disabled for tasks of type %s", e->name);
 		return schema_control_pack_ok(pk, "rate limit disabled successfully", err);
@@ -227,18 +228,87 @@ static int cmd_shutdown(loop *l, const schema_control_request *req, msgpack_pack
 	return CONTROL_NO_REPLY;
 }
 
-/* The pools are sized at start; growing one would take a prefork child
- * manager that can add slots and a thread pool that can add threads, so
- * these answer as a Celery pool without grow()/shrink() does. */
+int control_concurrency(const loop *l)
+{
+	return l->pool ? pool_concurrency(l->pool) : l->s->pool.concurrency;
+}
+
+uint16_t control_prefetch(const loop *l)
+{
+	long prefetch = (long)control_concurrency(l) * l->s->prefetch_multiplier;
+	return (uint16_t)(prefetch > 65535 ? 65535 : prefetch < 0 ? 0 : prefetch);
+}
+
+/* Moves the consumer of one task queue to a new prefetch. RabbitMQ applies a
+ * per-consumer basic.qos (global=false, what broker_consume sends) only to
+ * consumers started after it, so a live consumer keeps its old limit: the
+ * queue is consumed again with the new one (new consumer first, so
+ * consumption never stops), then the old consumer is cancelled. Its unacked
+ * deliveries stay on the channel and are settled as usual (acks go by
+ * delivery tag); until they are, they no longer count against any limit, so
+ * for a moment the worker may hold up to old + new prefetch. A failure
+ * leaves the old consumer running (logged): the new prefetch then applies on
+ * the worker's next restart. Returns the tag to keep in tag (cap bytes). */
+static void reconsume(loop *l, const char *queue, char *tag, size_t cap, uint16_t prefetch)
+{
+	char fresh[128];
+	warren_error e = {0};
+	if (broker_consume(l->conn, queue, prefetch, false, fresh, sizeof fresh, &e) != 0) {
+		log_at(CONFIG_LOG_WARNING, NULL, "pool resize: re-consuming %s with prefetch %u: %s",
+		       queue, (unsigned)prefetch, e.msg);
+		return;
+	}
+	if (broker_cancel(l->conn, tag, &e) != 0)
+		log_at(CONFIG_LOG_WARNING, NULL, "pool resize: cancelling the old consumer of %s: %s",
+		       queue, e.msg);
+	snprintf(tag, cap, "%s", fresh);
+}
+
+/* Celery's consumer._update_prefetch_count: prefetch follows the pool size
+ * (concurrency x multiplier) on every task queue consumed now. */
+static void update_prefetch(loop *l)
+{
+	if (l->s->prefetch_multiplier <= 0 || !l->conn)
+		return; /* unlimited prefetch: nothing to change */
+	uint16_t prefetch = control_prefetch(l);
+	control *c = l->control;
+	for (size_t i = 0; i < l->s->n_queues; i++)
+		if (!c->cancelled[i])
+			reconsume(l, l->s->queues[i], l->consumer_tags[i], sizeof l->consumer_tags[i],
+				  prefetch);
+	for (size_t i = 0; i < c->n_added; i++)
+		if (!c->added[i].cancelled)
+			reconsume(l, c->added[i].name, c->added[i].tag, sizeof c->added[i].tag,
+				  prefetch);
+	/* acks.c flushes at half the prefetch (loop_run's rule). */
+	l->acks.bound = prefetch > 0 ? ((size_t)prefetch + 1) / 2 : 64;
+}
+
+/* pool_grow / pool_shrink [n=1], as Celery's: the pool changes size (a
+ * shrink takes effect as threads/children become idle: a running task is
+ * never interrupted) and the prefetch follows. A pool cannot go below 1. */
 static int cmd_pool_resize(loop *l, const schema_control_request *req, msgpack_packer *pk,
 			   warren_error *err)
 {
-	char msg[300];
-	snprintf(msg, sizeof msg,
-		 "NotImplementedError('%s: the warren %s pool has a fixed size; restart the "
-		 "worker with --concurrency N')",
-		 req->method, l->s->pool.kind == POOL_PREFORK ? "prefork" : "threads");
-	return schema_control_pack_error(pk, msg, err);
+	bool grow = strcmp(req->method, "pool_grow") == 0;
+	double n = 1;
+	control_arg_number(req, "n", &n);
+	int now = control_concurrency(l);
+	if (n < 1 || n > POOL_MAX_CONCURRENCY)
+		return warren_error_set(err, WARREN_EINVAL, "ValueError('%s: n must be 1 to %d, not %g')",
+					req->method, POOL_MAX_CONCURRENCY, n);
+	int want = grow ? now + (int)n : now - (int)n;
+	if (want < 1)
+		return warren_error_set(err, WARREN_EINVAL,
+					"ValueError(\"Can't shrink pool below 1 process: concurrency is %d\")",
+					now);
+	warren_error perr = {0};
+	if (pool_resize(l->pool, want, &perr) != 0)
+		return warren_error_set(err, perr.code, "RuntimeError('%s: %s')", req->method, perr.msg);
+	log_at(CONFIG_LOG_INFO, NULL, "%s: pool %s x%d -> x%d", req->method,
+	       l->s->pool.kind == POOL_PREFORK ? "prefork" : "threads", now, want);
+	update_prefetch(l);
+	return schema_control_pack_ok(pk, grow ? "pool will grow" : "pool will shrink", err);
 }
 
 /* warren's task events are switched at start (--events); events.c has no
@@ -294,11 +364,10 @@ static int add_queue(loop *l, control_queue *q, warren_error *err)
 	broker_queue_init(&bq, q->name);
 	broker_binding b = {q->name, q->exchange, q->routing_key};
 	broker_topology t = {&x, 1, &bq, 1, &b, 1};
-	long prefetch = (long)l->s->pool.concurrency * l->s->prefetch_multiplier;
 	int rc = broker_declare(l->conn, &t, err);
 	if (rc == 0)
-		rc = broker_consume(l->conn, q->name, (uint16_t)(prefetch > 65535 ? 65535 : prefetch),
-				    false, q->tag, sizeof q->tag, err);
+		rc = broker_consume(l->conn, q->name, control_prefetch(l), false, q->tag,
+				    sizeof q->tag, err);
 	return rc;
 }
 

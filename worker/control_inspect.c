@@ -360,13 +360,13 @@ static int cmd_stats(loop *l, const schema_control_request *req, msgpack_packer 
 		return warren_error_set(err, WARREN_ENOMEM, "stats: out of memory");
 	for (size_t i = 0; i < c->n_counts; i++)
 		total[i] = (schema_control_task_count){c->counts[i].entry->name, c->counts[i].count};
-	long prefetch = (long)l->s->pool.concurrency * l->s->prefetch_multiplier;
+	long prefetch = control_prefetch(l);
 	int64_t self = (int64_t)getpid();
 	schema_control_stats st = {
 		.total = total, .n_total = c->n_counts,
 		.pid = self, .clock = c->clock,
 		.uptime = (int64_t)(control_wall_now() - c->started),
-		.max_concurrency = l->s->pool.concurrency,
+		.max_concurrency = control_concurrency(l), /* after pool_grow/shrink */
 		.processes = l->s->pool.kind == POOL_THREADS ? &self : NULL,
 		.n_processes = l->s->pool.kind == POOL_THREADS ? 1 : 0,
 		.max_tasks_per_child = l->s->pool.max_tasks_per_child,

@@ -153,6 +153,6 @@ void loop_dead_letter(loop *l, broker_message *msg, const schema_task_msg *tm,
 	}
 	log_at(CONFIG_LOG_ERROR, &f, "dead-letter copy failed (%s): message dropped",
 	       err.msg[0] ? err.msg : "out of memory");
-	broker_reject(l->conn, msg, false, NULL);
+	loop_reject(l, msg);
 	broker_message_free(msg);
 }

@@ -122,7 +122,7 @@ static void read_loadavg(double load[3])
 /* Celery's `active`: requests executing now, at most the pool's size. */
 static int64_t active_now(const loop *l)
 {
-	size_t conc = (size_t)l->s->pool.concurrency;
+	size_t conc = (size_t)control_concurrency(l); /* after pool_grow/shrink */
 	return (int64_t)(l->in_pool < conc ? l->in_pool : conc);
 }
 
@@ -131,7 +131,7 @@ static void add_extras(const loop *l, json_t *obj)
 	const events *ev = l->events;
 	json_object_set_new(obj, "warren_pool",
 			    json_string(l->s->pool.kind == POOL_PREFORK ? "prefork" : "threads"));
-	json_object_set_new(obj, "warren_concurrency", json_integer(l->s->pool.concurrency));
+	json_object_set_new(obj, "warren_concurrency", json_integer(control_concurrency(l)));
 	json_object_set_new(obj, "warren_uptime", json_real(wall_now() - ev->started));
 }
 

@@ -7,10 +7,13 @@
  * buffer and written with one fwrite() on an unbuffered-by-line stream, so
  * lines from different threads never interleave mid-line.
  *
- * The settings are statics written once by main() before any thread starts
- * (see worker.h); nothing else here is mutable.
+ * The settings are statics written by main() before any thread starts (see
+ * worker.h); level and format may change later on a SIGHUP reload, so they
+ * are relaxed atomics (a line being formatted meanwhile may use either the
+ * old or the new value; either is fine). Nothing else here is mutable.
  */
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -19,18 +22,23 @@
 
 #define LOG_LINE_MAX 4096
 
-static config_log_level log_level = CONFIG_LOG_WARNING;
-static config_log_format log_format = CONFIG_LOG_TEXT;
+static atomic_int log_level = CONFIG_LOG_WARNING;   /* a config_log_level */
+static atomic_int log_format = CONFIG_LOG_TEXT;     /* a config_log_format */
 static char *log_hostname;
 static FILE *log_out;
 
 void log_setup(config_log_level level, config_log_format format, const char *hostname, FILE *out)
 {
-	log_level = level;
-	log_format = format;
+	log_set_level_format(level, format);
 	free(log_hostname);
 	log_hostname = hostname ? strdup(hostname) : NULL;
 	log_out = out;
+}
+
+void log_set_level_format(config_log_level level, config_log_format format)
+{
+	atomic_store_explicit(&log_level, (int)level, memory_order_relaxed);
+	atomic_store_explicit(&log_format, (int)format, memory_order_relaxed);
 }
 
 void log_teardown(void)
@@ -41,7 +49,7 @@ void log_teardown(void)
 
 bool log_enabled(config_log_level level)
 {
-	return level >= log_level;
+	return (int)level >= atomic_load_explicit(&log_level, memory_order_relaxed);
 }
 
 static const char *level_upper(config_log_level l)
@@ -216,7 +224,9 @@ void log_emit(config_log_level level, const log_fields *f, const char *fmt, ...)
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	char line[LOG_LINE_MAX + 512];
-	size_t n = log_format_line(line, sizeof line, log_format, level, &now, log_hostname, f, msg);
+	config_log_format format =
+		(config_log_format)atomic_load_explicit(&log_format, memory_order_relaxed);
+	size_t n = log_format_line(line, sizeof line, format, level, &now, log_hostname, f, msg);
 	FILE *out = log_out ? log_out : stderr;
 	fwrite(line, 1, n, out);
 	fflush(out);

@@ -23,7 +23,8 @@
  * arriving) is nacked back to its queue at once; running tasks finish
  * within worker.shutdown_timeout and are stored and acked. A second signal
  * or SIGQUIT is a cold shutdown: return at once; unacked tasks go back to
- * their queues when the process exits.
+ * their queues when the process exits. SIGHUP re-reads the --config file
+ * and applies what can change safely (reload.c).
  */
 #include <errno.h>
 #include <poll.h>
@@ -45,6 +46,7 @@ static void fill_sigset(sigset_t *set)
 	sigaddset(set, SIGTERM);
 	sigaddset(set, SIGINT);
 	sigaddset(set, SIGQUIT);
+	sigaddset(set, SIGHUP); /* reload the config (reload.c) */
 }
 
 int loop_block_signals(warren_error *err)
@@ -207,6 +209,7 @@ static void drain_done(loop *l)
  * when this connection closes. */
 static void stop_consuming(loop *l)
 {
+	loop_flush_acks(l, true); /* settled work is acked before the cancels */
 	for (size_t i = 0; l->consumer_tags && i < l->s->n_queues; i++) {
 		warren_error err = {0};
 		if (l->consumer_tags[i][0] && broker_cancel(l->conn, l->consumer_tags[i], &err) != 0)
@@ -233,6 +236,10 @@ static void on_signals(loop *l)
 {
 	struct signalfd_siginfo si;
 	while (read(l->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+		if (si.ssi_signo == SIGHUP) {
+			reload_on_hup(l);
+			continue;
+		}
 		if (si.ssi_signo == SIGQUIT || l->draining) {
 			log_at(CONFIG_LOG_WARNING, NULL, "worker: cold shutdown (signal %u)",
 			       si.ssi_signo);
@@ -272,6 +279,7 @@ static void on_event(loop *l, broker_event *ev)
 		drain_done(l);
 		loop_drop_limited(l);
 		pool_unqueue(l->pool);
+		loop_flush_acks(l, true); /* the generation moved: drops the old acks */
 		break;
 	}
 	broker_event_release(ev);
@@ -306,6 +314,9 @@ static int poll_timeout_ms(loop *l, int64_t now, int64_t limiter_wake)
 	int64_t events_wake = events_next_deadline_ns(l);
 	if (events_wake && events_wake < wake)
 		wake = events_wake;
+	int64_t acks_wake = acks_deadline_ns(&l->acks);
+	if (acks_wake && acks_wake < wake)
+		wake = acks_wake;
 	if (broker_conn_pending(l->conn))
 		return 0;
 	int64_t ms = (wake - now + 999999) / 1000000;
@@ -316,6 +327,7 @@ static void turn(loop *l)
 {
 	drain_done(l);
 	control_tick(l); /* the throttled revoked-ids state file write */
+	reload_tick(l);  /* frees configs a reload replaced, once no task uses them */
 	int64_t now = task_monotonic_ns();
 	int64_t limiter_wake = loop_release_limited(l, now);
 	struct pollfd fds[3];
@@ -325,6 +337,9 @@ static void turn(loop *l)
 	int bfd = broker_conn_fd(l->conn);
 	if (bfd >= 0)
 		fds[n++] = (struct pollfd){.fd = bfd, .events = POLLIN};
+	/* Batched acks (acks.c): what settled this turn is acked before we
+	 * sleep, so the broker can send the next prefetch's worth. */
+	loop_flush_acks(l, false);
 	int rc = poll(fds, n, poll_timeout_ms(l, now, limiter_wake));
 	if (rc > 0 && (fds[0].revents & POLLIN))
 		on_signals(l);
@@ -398,10 +413,12 @@ static void free_afters(loop *l)
 static void close_warm(loop *l)
 {
 	warren_error err = {0};
+	loop_flush_acks(l, true);
 	if (broker_publish_flush(l->conn, 5000, &err) != 0)
 		log_at(CONFIG_LOG_WARNING, NULL, "worker: flushing publishes: %s", err.msg);
 	pool_close(l->pool, 0, NULL);
 	drain_done(l);
+	loop_flush_acks(l, true);
 	pool_free(l->pool);
 	l->pool = NULL;
 }
@@ -409,6 +426,11 @@ static void close_warm(loop *l)
 int loop_run(const loop_settings *s, warren_error *err)
 {
 	loop l = {.s = s, .sigfd = -1, .seed = (unsigned)getpid() ^ (unsigned)time(NULL)};
+	/* Batched acks: flushed at half the prefetch, so the broker always has
+	 * room to send more while the rest are acked; held ones (behind a long
+	 * task) wait at most 50 ms. */
+	long prefetch = (long)s->pool.concurrency * s->prefetch_multiplier;
+	acks_init(&l.acks, prefetch > 0 ? (size_t)(prefetch + 1) / 2 : 64, 50 * 1000000LL);
 	int rc = open_signals(&l, err);
 	if (rc == 0)
 		rc = events_metrics_start(&l, err); /* /healthz says 503 until consuming */
@@ -437,11 +459,14 @@ int loop_run(const loop_settings *s, warren_error *err)
 	rc = run(&l);
 	if (rc == LOOP_COLD) {
 		/* Handlers may still run: leave the pool and the registry alone;
-		 * closing the socket returns every unacked task to its queue. */
+		 * closing the socket returns every unacked task to its queue.
+		 * What is settled is acked first, so it does not run twice. */
+		loop_flush_acks(&l, true);
 		control_close(&l);
 		events_stop(&l);
 		metrics_free(l.metrics);
 		broker_conn_free(l.conn);
+		acks_release(&l.acks);
 		close(l.sigfd);
 		return LOOP_COLD;
 	}
@@ -459,6 +484,8 @@ out_close:
 	broker_conn_free(l.conn);
 	backend_free(l.results);
 	free(l.consumer_tags);
+	reload_free(&l);
+	acks_release(&l.acks);
 	if (l.sigfd >= 0)
 		close(l.sigfd);
 	return rc;

@@ -7,6 +7,7 @@
 struct pool {
 	const pool_ops *ops;
 	void *impl;
+	int concurrency; /* as opened, then as pool_resize set it */
 };
 
 void pool_job_free(pool_job *job)
@@ -41,9 +42,24 @@ int pool_new(const pool_options *o, const registry *reg, pool **out, warren_erro
 		free(p);
 		return rc;
 	}
+	p->concurrency = o->concurrency;
 	*out = p;
 	return 0;
 }
+
+int pool_resize(pool *p, int new_concurrency, warren_error *err)
+{
+	if (new_concurrency < 1 || new_concurrency > POOL_MAX_CONCURRENCY)
+		return warren_error_set(err, WARREN_EINVAL,
+					"pool: cannot resize to %d, expected 1 to %d", new_concurrency,
+					POOL_MAX_CONCURRENCY);
+	int rc = p->ops->resize(p->impl, new_concurrency, err);
+	if (rc == 0)
+		p->concurrency = new_concurrency;
+	return rc;
+}
+
+int pool_concurrency(const pool *p) { return p->concurrency; }
 
 int pool_fd(const pool *p) { return p->ops->fd(p->impl); }
 

@@ -85,6 +85,15 @@
  * (EINTR). SIGUSR1 from outside (pool_terminate(seq, SIGUSR1), an admin) does
  * the same, as with Celery. The parent keeps no global mutable state; the one
  * file-scope variable is the child's (pool_prefork_child.c says why).
+ *
+ * Resize (pool_grow/pool_shrink): opts.concurrency is the size wanted and
+ * jobs only go to slots below it. Growing adds slots and forks their
+ * children at once (spawn_child, so with the signal mask rule above; from
+ * the loop thread). Shrinking leaves the slots above it in place until their
+ * children are idle: retire_surplus (every tick) then closes an idle one's
+ * socket, the child exits on EOF and is reaped as a corpse without a job, and
+ * no child replaces it; once the top slots are empty, n_slots comes down. A
+ * running job is never interrupted, and a job frame half sent still goes.
  */
 #define _GNU_SOURCE /* SOCK_CLOEXEC, sigabbrev_np */
 #include <errno.h>
@@ -171,7 +180,9 @@ typedef struct prefork {
 	const registry *reg;
 	int epfd;
 	int done_fd;
-	prefork_child *children; /* opts.concurrency slots */
+	prefork_child *children; /* n_slots slots */
+	size_t n_slots;          /* opts.concurrency, or more while a shrink retires
+				  * the children of slots >= opts.concurrency */
 	fifo queue;              /* submitted, waiting for an idle child */
 	fifo done;               /* finished, waiting for pool_take_done */
 	corpse *corpses;
@@ -296,8 +307,8 @@ static int spawn_child(prefork *p, size_t slot, warren_error *err)
 static void respawn(prefork *p, size_t slot)
 {
 	prefork_child *c = &p->children[slot];
-	if (p->closing)
-		return;
+	if (p->closing || slot >= (size_t)p->opts.concurrency)
+		return; /* closing, or a slot a shrink is retiring */
 	if (spawn_child(p, slot, NULL) == 0)
 		return;
 	int64_t b = c->respawn_backoff_ns ? c->respawn_backoff_ns * 2 : RESPAWN_MIN_NS;
@@ -640,7 +651,7 @@ static void reap_all(prefork *p)
 static void enforce_limits(prefork *p)
 {
 	int64_t now = now_ns();
-	for (size_t i = 0; i < (size_t)p->opts.concurrency; i++) {
+	for (size_t i = 0; i < p->n_slots; i++) {
 		prefork_child *c = &p->children[i];
 		if (!c->job || !c->hard_deadline_ns || now < c->hard_deadline_ns)
 			continue;
@@ -653,7 +664,7 @@ static void enforce_limits(prefork *p)
 static void respawn_due(prefork *p)
 {
 	int64_t now = now_ns();
-	for (size_t i = 0; i < (size_t)p->opts.concurrency; i++)
+	for (size_t i = 0; i < p->n_slots; i++)
 		if (!p->children[i].pid && p->children[i].respawn_at_ns <= now)
 			respawn(p, i);
 }
@@ -677,6 +688,19 @@ static void pump(prefork *p)
 	} while (n == 64);
 }
 
+/* After a shrink: closes the sockets of idle children in surplus slots (each
+ * exits on EOF; reap() collects it) and drops the empty top slots. */
+static void retire_surplus(prefork *p)
+{
+	for (size_t i = (size_t)p->opts.concurrency; i < p->n_slots; i++) {
+		prefork_child *c = &p->children[i];
+		if (c->pid && !c->job && !c->out)
+			child_gone(p, i); /* no respawn above opts.concurrency */
+	}
+	while (p->n_slots > (size_t)p->opts.concurrency && !p->children[p->n_slots - 1].pid)
+		p->n_slots--;
+}
+
 static void tick(void *impl)
 {
 	prefork *p = impl;
@@ -685,15 +709,40 @@ static void tick(void *impl)
 	pump(p);
 	enforce_limits(p);
 	reap(p);
+	retire_surplus(p);
 	respawn_due(p);
 	dispatch(p);
+}
+
+static int prefork_resize(void *impl, int concurrency, warren_error *err)
+{
+	prefork *p = impl;
+	if (p->closing)
+		return warren_error_set(err, WARREN_EINVAL, "pool: closing, cannot resize");
+	size_t want = (size_t)concurrency;
+	if (want > p->n_slots) {
+		prefork_child *v = realloc(p->children, want * sizeof *v);
+		if (!v)
+			return warren_error_set(err, WARREN_ENOMEM, "pool: out of memory");
+		p->children = v;
+		for (size_t i = p->n_slots; i < want; i++)
+			p->children[i] = (prefork_child){.fd = -1};
+		p->n_slots = want;
+	}
+	p->opts.concurrency = concurrency;
+	for (size_t i = 0; i < want; i++)
+		if (!p->children[i].pid)
+			respawn(p, i); /* a fork that fails is retried with backoff */
+	retire_surplus(p);
+	dispatch(p);
+	return 0;
 }
 
 /* ==== pool_ops =============================================================== */
 
 static void kill_all(prefork *p)
 {
-	for (size_t i = 0; p->children && i < (size_t)p->opts.concurrency; i++) {
+	for (size_t i = 0; p->children && i < p->n_slots; i++) {
 		prefork_child *c = &p->children[i];
 		if (!c->pid)
 			continue;
@@ -750,6 +799,7 @@ static int prefork_open(const pool_options *o, const registry *reg, void **impl,
 		rc = warren_error_set(err, WARREN_ENOMEM, "pool: out of memory");
 		goto out_free;
 	}
+	p->n_slots = (size_t)o->concurrency;
 	for (int i = 0; i < o->concurrency; i++)
 		p->children[i].fd = -1;
 	p->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -821,7 +871,7 @@ static int64_t prefork_next_deadline_ns(const void *impl)
 {
 	const prefork *p = impl;
 	int64_t d = 0;
-	for (size_t i = 0; !p->closed && i < (size_t)p->opts.concurrency; i++) {
+	for (size_t i = 0; !p->closed && i < p->n_slots; i++) {
 		const prefork_child *c = &p->children[i];
 		d = min_deadline(d, c->job ? c->hard_deadline_ns : 0);
 		if (!c->pid && !p->closing)
@@ -844,7 +894,7 @@ static int prefork_terminate(void *impl, uint64_t seq, int signum, warren_error 
 		done_push(p, q.job);
 		return 0;
 	}
-	for (size_t i = 0; i < (size_t)p->opts.concurrency; i++) {
+	for (size_t i = 0; i < p->n_slots; i++) {
 		prefork_child *c = &p->children[i];
 		if (!c->job || c->job->seq != seq)
 			continue;
@@ -865,7 +915,7 @@ static int prefork_terminate(void *impl, uint64_t seq, int signum, warren_error 
 static size_t running(const prefork *p)
 {
 	size_t n = 0;
-	for (size_t i = 0; i < (size_t)p->opts.concurrency; i++)
+	for (size_t i = 0; i < p->n_slots; i++)
 		n += p->children[i].job != NULL;
 	for (size_t i = 0; i < p->n_corpses; i++)
 		n += p->corpses[i].job != NULL;
@@ -924,7 +974,7 @@ static int prefork_close(void *impl, int grace_ms, warren_error *err)
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = DONE_TAG};
 	epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->done_fd, &ev); /* pool_fd tells of them again */
 	size_t killed = 0;
-	for (size_t i = 0; i < (size_t)p->opts.concurrency; i++) {
+	for (size_t i = 0; i < p->n_slots; i++) {
 		prefork_child *c = &p->children[i];
 		if (!c->pid)
 			continue;
@@ -957,4 +1007,5 @@ const pool_ops pool_prefork_ops = {
 	.unqueue = prefork_unqueue,
 	.close = prefork_close,
 	.free = prefork_free,
+	.resize = prefork_resize,
 };

@@ -17,6 +17,11 @@
  * (worker_main.c) and free() joins only threads that have finished; a thread
  * still inside a handler after the grace is detached and the process exits
  * under it (a cold shutdown).
+ * Resize (pool_grow/pool_shrink): `n_threads` is the size wanted, `alive`
+ * the threads that serve it. Growing starts threads at once. Shrinking only
+ * lowers n_threads and wakes the idle: a thread that finds alive >
+ * n_threads when it looks for work (so never in the middle of a job) leaves;
+ * tick joins it and its slot is reused by a later grow.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -41,10 +46,13 @@ typedef struct job_list {
 
 typedef struct threads_pool {
 	const registry *reg;
-	int n_threads;
+	int n_threads;         /* the size wanted (pool_resize changes it) */
+	int alive;             /* threads serving, not leaving */
 	pthread_t *threads;
-	bool *finished;        /* per thread: returned from its main */
-	int started;
+	bool *finished;        /* per slot: its thread returned from its main */
+	bool *joined;          /* per slot: joined by tick/resize; free for reuse */
+	int started;           /* slots in use (created at least once) */
+	int cap;               /* slots allocated */
 	pthread_mutex_t mu;
 	pthread_cond_t work;   /* todo non-empty or closing */
 	pthread_cond_t idle;   /* a job finished */
@@ -52,6 +60,8 @@ typedef struct threads_pool {
 	size_t running;
 	bool closing;
 	int efd;
+	bool efd_set;          /* efd written and not yet read back: saves the loop a
+				* read() syscall per take that finds nothing (two a turn) */
 } threads_pool;
 
 static void list_push(job_list *l, job_node *n)
@@ -150,8 +160,10 @@ void pool_job_execute(const registry *reg, pool_job *job)
 	task_ctx ctx;
 	task_ctx_init(&ctx);
 	warren_error err = {0};
-	if (unpack_part(job->headers, job->headers_len, "headers", zone, &ctx.headers, &err) ||
-	    unpack_part(job->args, job->args_len, "args", zone, &ctx.args, &err) ||
+	/* Headers stay packed until the handler asks (task.c host_task_headers). */
+	ctx.headers_packed = job->headers;
+	ctx.headers_packed_len = job->headers_len;
+	if (unpack_part(job->args, job->args_len, "args", zone, &ctx.args, &err) ||
 	    unpack_part(job->kwargs, job->kwargs_len, "kwargs", zone, &ctx.kwargs, &err)) {
 		job_fail(job, "DecodeError", "kombu.exceptions", err.msg);
 		goto out_release;
@@ -181,10 +193,11 @@ static void finish_locked(threads_pool *tp, job_node *n)
 {
 	bool was_empty = tp->done.n == 0;
 	list_push(&tp->done, n);
-	if (was_empty) {
+	if (was_empty && !tp->efd_set) {
 		uint64_t one = 1;
 		ssize_t w = write(tp->efd, &one, sizeof one);
 		(void)w; /* an eventfd write only fails on counter overflow */
+		tp->efd_set = true;
 	}
 }
 
@@ -196,10 +209,14 @@ static void *thread_main(void *arg)
 	free(ta);
 	pthread_mutex_lock(&tp->mu);
 	for (;;) {
-		while (!tp->closing && tp->todo.n == 0)
+		while (!tp->closing && tp->todo.n == 0 && tp->alive <= tp->n_threads)
 			pthread_cond_wait(&tp->work, &tp->mu);
 		if (tp->closing)
 			break;
+		if (tp->alive > tp->n_threads) { /* shrunk: leave, between jobs */
+			tp->alive--;
+			break;
+		}
 		job_node *n = list_pop(&tp->todo);
 		tp->running++;
 		pthread_mutex_unlock(&tp->mu);
@@ -217,22 +234,85 @@ static void *thread_main(void *arg)
 
 static void threads_free(void *impl);
 
-static int start_threads(threads_pool *tp, warren_error *err)
+/* Makes room for one more slot; called with the mutex held (threads write
+ * their `finished` entry under it). */
+static int grow_slots(threads_pool *tp)
 {
-	for (int i = 0; i < tp->n_threads; i++) {
-		thread_arg *ta = malloc(sizeof *ta);
-		if (!ta)
-			return warren_error_set(err, WARREN_ENOMEM, "threads pool: out of memory");
-		*ta = (thread_arg){tp, i};
-		int rc = pthread_create(&tp->threads[i], NULL, thread_main, ta);
-		if (rc != 0) {
-			free(ta);
-			return warren_error_set(err, WARREN_EIO, "threads pool: thread %d: %s", i,
-						strerror(rc));
-		}
+	int cap = tp->cap ? tp->cap * 2 : 4;
+	pthread_t *t = realloc(tp->threads, (size_t)cap * sizeof *t);
+	if (!t)
+		return WARREN_ENOMEM;
+	tp->threads = t;
+	bool *f = realloc(tp->finished, (size_t)cap * sizeof *f);
+	if (!f)
+		return WARREN_ENOMEM;
+	tp->finished = f;
+	bool *j = realloc(tp->joined, (size_t)cap * sizeof *j);
+	if (!j)
+		return WARREN_ENOMEM;
+	tp->joined = j;
+	tp->cap = cap;
+	return 0;
+}
+
+/* Starts one thread, in a slot a joined thread left or a new one. */
+static int start_thread(threads_pool *tp, warren_error *err)
+{
+	thread_arg *ta = malloc(sizeof *ta);
+	if (!ta)
+		return warren_error_set(err, WARREN_ENOMEM, "threads pool: out of memory");
+	pthread_mutex_lock(&tp->mu);
+	int i = 0;
+	while (i < tp->started && !tp->joined[i])
+		i++;
+	if (i == tp->cap && grow_slots(tp) != 0) {
+		pthread_mutex_unlock(&tp->mu);
+		free(ta);
+		return warren_error_set(err, WARREN_ENOMEM, "threads pool: out of memory");
+	}
+	*ta = (thread_arg){tp, i};
+	tp->finished[i] = false;
+	tp->joined[i] = false;
+	int rc = pthread_create(&tp->threads[i], NULL, thread_main, ta);
+	if (rc != 0) {
+		tp->joined[i] = true; /* still free */
+		tp->finished[i] = true;
+		pthread_mutex_unlock(&tp->mu);
+		free(ta);
+		return warren_error_set(err, WARREN_EIO, "threads pool: thread %d: %s", i,
+					strerror(rc));
+	}
+	if (i == tp->started)
 		tp->started++;
+	tp->alive++;
+	pthread_mutex_unlock(&tp->mu);
+	return 0;
+}
+
+static int start_threads(threads_pool *tp, int n, warren_error *err)
+{
+	for (int k = 0; k < n; k++) {
+		int rc = start_thread(tp, err);
+		if (rc != 0)
+			return rc;
 	}
 	return 0;
+}
+
+/* Joins the threads that left after a shrink (loop thread). */
+static void join_finished(threads_pool *tp)
+{
+	for (int i = 0; i < tp->started; i++) {
+		pthread_mutex_lock(&tp->mu);
+		bool done = tp->finished[i] && !tp->joined[i];
+		pthread_mutex_unlock(&tp->mu);
+		if (!done)
+			continue;
+		pthread_join(tp->threads[i], NULL);
+		pthread_mutex_lock(&tp->mu);
+		tp->joined[i] = true;
+		pthread_mutex_unlock(&tp->mu);
+	}
 }
 
 static int threads_open(const pool_options *o, const registry *reg, void **impl,
@@ -245,18 +325,20 @@ static int threads_open(const pool_options *o, const registry *reg, void **impl,
 	tp->n_threads = o->concurrency;
 	self_pid = getpid();
 	tp->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	tp->cap = o->concurrency;
 	tp->threads = calloc((size_t)o->concurrency, sizeof *tp->threads);
 	tp->finished = calloc((size_t)o->concurrency, sizeof *tp->finished);
+	tp->joined = calloc((size_t)o->concurrency, sizeof *tp->joined);
 	pthread_mutex_init(&tp->mu, NULL);
 	pthread_cond_init(&tp->work, NULL);
 	pthread_cond_init(&tp->idle, NULL);
 	int rc;
 	if (tp->efd < 0)
 		rc = warren_error_set(err, WARREN_EIO, "threads pool: eventfd: %s", strerror(errno));
-	else if (!tp->threads || !tp->finished)
+	else if (!tp->threads || !tp->finished || !tp->joined)
 		rc = warren_error_set(err, WARREN_ENOMEM, "threads pool: out of memory");
 	else
-		rc = start_threads(tp, err);
+		rc = start_threads(tp, o->concurrency, err);
 	if (rc != 0) {
 		threads_free(tp);
 		return rc;
@@ -294,10 +376,11 @@ static pool_job *threads_take_done(void *impl)
 	threads_pool *tp = impl;
 	pthread_mutex_lock(&tp->mu);
 	job_node *n = list_pop(&tp->done);
-	if (tp->done.n == 0) {
+	if (tp->done.n == 0 && tp->efd_set) {
 		uint64_t v;
 		ssize_t r = read(tp->efd, &v, sizeof v);
-		(void)r; /* EAGAIN when nothing was signalled */
+		(void)r;
+		tp->efd_set = false;
 	}
 	pthread_mutex_unlock(&tp->mu);
 	if (!n)
@@ -309,7 +392,30 @@ static pool_job *threads_take_done(void *impl)
 
 static void threads_tick(void *impl)
 {
-	(void)impl; /* nothing to reap: threads do not die */
+	join_finished(impl); /* threads that left after a shrink */
+}
+
+static int threads_resize(void *impl, int concurrency, warren_error *err)
+{
+	threads_pool *tp = impl;
+	pthread_mutex_lock(&tp->mu);
+	if (tp->closing) {
+		pthread_mutex_unlock(&tp->mu);
+		return warren_error_set(err, WARREN_EINVAL, "threads pool: closing");
+	}
+	tp->n_threads = concurrency;
+	int need = concurrency - tp->alive;
+	if (need < 0)
+		pthread_cond_broadcast(&tp->work); /* the idle ones leave now */
+	pthread_mutex_unlock(&tp->mu);
+	join_finished(tp);
+	int rc = need > 0 ? start_threads(tp, need, err) : 0;
+	if (rc != 0) {
+		pthread_mutex_lock(&tp->mu);
+		tp->n_threads = tp->alive; /* what it could start */
+		pthread_mutex_unlock(&tp->mu);
+	}
+	return rc;
 }
 
 static int64_t threads_next_deadline_ns(const void *impl)
@@ -419,6 +525,8 @@ static void threads_free(void *impl)
 	pthread_mutex_unlock(&tp->mu);
 	bool all_joined = true;
 	for (int i = 0; i < tp->started; i++) {
+		if (tp->joined[i])
+			continue; /* left after a shrink, joined by tick */
 		pthread_mutex_lock(&tp->mu);
 		/* A thread still inside a handler: wait briefly, then leave it. */
 		struct timespec until;
@@ -446,6 +554,7 @@ static void threads_free(void *impl)
 		close(tp->efd);
 	free(tp->threads);
 	free(tp->finished);
+	free(tp->joined);
 	free(tp);
 }
 
@@ -462,4 +571,5 @@ const pool_ops pool_threads_ops = {
 	.unqueue = threads_unqueue,
 	.close = threads_close,
 	.free = threads_free,
+	.resize = threads_resize,
 };

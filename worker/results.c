@@ -51,19 +51,57 @@ void loop_store(loop *l, const char *task_id, const schema_task_msg *tm,
 	}
 }
 
+static int send_ack(void *arg, uint64_t tag, bool multiple)
+{
+	loop *l = arg;
+	warren_error err = {0};
+	int rc = broker_ack_tag(l->conn, l->acks.generation, tag, multiple, &err);
+	if (rc != 0)
+		log_at(CONFIG_LOG_DEBUG, NULL, "ack of delivery %llu%s: %s (the broker redelivers it)",
+		       (unsigned long long)tag, multiple ? " and before" : "", err.msg);
+	return rc;
+}
+
+void loop_flush_acks(loop *l, bool all)
+{
+	acks_flush(&l->acks, broker_conn_generation(l->conn), task_monotonic_ns(), all, send_ack, l);
+}
+
+/* Acks are batched (acks.c): a tracked delivery is only marked here and
+ * acked with the others by loop_flush_acks, at the latest before the loop
+ * next polls. Everything that must happen before the ack (result stored,
+ * republish confirmed) has happened by the time this is called, so a later
+ * ack only means a redelivery if the worker dies in between. */
 void loop_ack(loop *l, const broker_message *msg)
 {
+	if (acks_settle(&l->acks, msg->generation, msg->delivery_tag, true)) {
+		if (acks_due(&l->acks))
+			loop_flush_acks(l, false);
+		return;
+	}
 	warren_error err = {0};
 	if (broker_ack(l->conn, msg, &err) != 0)
 		log_at(CONFIG_LOG_DEBUG, NULL, "ack of delivery %llu: %s (the broker redelivers it)",
 		       (unsigned long long)msg->delivery_tag, err.msg);
 }
 
+/* Nacks and rejects go out at once, one delivery each; the tracker forgets
+ * the delivery so no batched ack waits for it. */
 void loop_requeue(loop *l, const broker_message *msg)
 {
+	acks_settle(&l->acks, msg->generation, msg->delivery_tag, false);
 	warren_error err = {0};
 	if (broker_nack(l->conn, msg, true, &err) != 0)
 		log_at(CONFIG_LOG_DEBUG, NULL, "requeue of delivery %llu: %s",
+		       (unsigned long long)msg->delivery_tag, err.msg);
+}
+
+void loop_reject(loop *l, const broker_message *msg)
+{
+	acks_settle(&l->acks, msg->generation, msg->delivery_tag, false);
+	warren_error err = {0};
+	if (broker_reject(l->conn, msg, false, &err) != 0)
+		log_at(CONFIG_LOG_DEBUG, NULL, "reject of delivery %llu: %s",
 		       (unsigned long long)msg->delivery_tag, err.msg);
 }
 
@@ -109,8 +147,7 @@ static void after_refused(loop *l, loop_after *a, const char *reason)
 		/* Requeueing a message we cannot read would loop forever. */
 		log_at(CONFIG_LOG_ERROR, NULL, "dead-letter copy refused (%s): message dropped",
 		       reason ? reason : "?");
-		warren_error err = {0};
-		broker_reject(l->conn, a->msg, false, &err);
+		loop_reject(l, a->msg);
 		return;
 	}
 	log_fields f = {a->task->tm->id, a->task->tm->task, NULL, -1};

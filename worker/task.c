@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "schemas/schemas.h"
 #include "worker.h"
 
 static const msgpack_object empty_array = {.type = MSGPACK_OBJECT_ARRAY};
@@ -461,7 +462,20 @@ static int host_task_retries(const warren_task *t)
 
 static const msgpack_object *host_task_headers(const warren_task *t)
 {
-	const task_ctx *ctx = const_ctx_of(t);
+	/* The context is the caller's own (the thread running the task), so
+	 * filling it lazily here is safe; only the API's pointer is const. */
+	task_ctx *ctx = (task_ctx *)const_ctx_of(t);
+	if (ctx->headers.type != MSGPACK_OBJECT_MAP && ctx->headers_packed &&
+	    ctx->headers_packed_len &&
+	    (ctx->defaults || (ctx->defaults = msgpack_zone_new(1024)))) {
+		schema_limits lim;
+		schema_limits_default(&lim);
+		msgpack_object h;
+		if (schema_unpack(ctx->headers_packed, ctx->headers_packed_len, &lim, "headers",
+				  ctx->defaults, &h, NULL) == 0)
+			ctx->headers = h;
+		ctx->headers_packed = NULL; /* once, even if broken */
+	}
 	return ctx->headers.type == MSGPACK_OBJECT_MAP ? &ctx->headers : &empty_map;
 }
 

@@ -118,6 +118,13 @@ typedef struct task_ctx {
 	const char *name;   /* NUL-terminated; NULL: the entry's name */
 	int retries;
 	msgpack_object headers; /* a map, or nil */
+	/* Or, instead of `headers`: the packed map, unpacked only if the handler
+	 * asks (warren_task_headers), into `defaults`. The threads pool passes
+	 * them so: the loop already checked these bytes (schema_task_decode),
+	 * and few handlers read headers (unpacking 16 Celery headers was ~8% of
+	 * a noop task). Borrowed; must outlive the context. */
+	const void *headers_packed;
+	size_t headers_packed_len;
 	msgpack_object args;    /* an array, or nil for none */
 	msgpack_object kwargs;  /* a map, or nil for none */
 	int64_t soft_deadline_ns; /* CLOCK_MONOTONIC; 0: no soft limit */
@@ -275,6 +282,20 @@ int pool_close(pool *p, int grace_ms, warren_error *err);
 /* Frees the pool; kills whatever still runs. NULL is a no-op. */
 void pool_free(pool *p);
 
+#define POOL_MAX_CONCURRENCY 1024 /* pool_resize's ceiling */
+
+/* Changes the pool's size to new_concurrency (1..POOL_MAX_CONCURRENCY, else
+ * WARREN_EINVAL) for pool_grow/pool_shrink. Growing starts threads/forks
+ * children at once (loop thread only: prefork children must be forked by the
+ * thread that lives as long as the worker). Shrinking never interrupts a
+ * running task: surplus idle threads/children go at once, busy ones as they
+ * finish their job (no new job is handed to them); queued jobs wait for the
+ * remaining ones. A child that cannot be forked now is retried with backoff
+ * (0 is still returned). WARREN_EINVAL once the pool is closing. */
+int pool_resize(pool *p, int new_concurrency, warren_error *err);
+/* The size asked for (at open, or by the last pool_resize). */
+int pool_concurrency(const pool *p);
+
 
 /* Each pool kind implements these; pool.c dispatches on pool_options.kind.
  * `impl` is the kind's own state. */
@@ -291,6 +312,7 @@ typedef struct pool_ops {
 	size_t (*unqueue)(void *impl);
 	int (*close)(void *impl, int grace_ms, warren_error *err);
 	void (*free)(void *impl);
+	int (*resize)(void *impl, int concurrency, warren_error *err); /* checked by pool.c */
 } pool_ops;
 
 extern const pool_ops pool_threads_ops; /* pool_threads.c */
@@ -372,8 +394,9 @@ void pool_job_execute(const registry *reg, pool_job *job);
 /* ==== log (worker/log.c) ====
  *
  * One line per event on stderr, as text or JSON. The level and format are set
- * once by main() before any thread starts and only read afterwards, which is
- * why they may live in log.c's statics. log_at() checks the level before any
+ * by main() before any thread starts and may change later only through
+ * log_set_level_format() (a SIGHUP reload, reload.c): they are relaxed atomics
+ * in log.c's statics, read by any thread. log_at() checks the level before any
  * argument is formatted (redis's serverLog idea), so a debug line costs one
  * comparison when debug is off. */
 
@@ -396,6 +419,9 @@ void log_setup(config_log_level level, config_log_format format, const char *hos
 	       FILE *out);
 /* Frees what log_setup copied. */
 void log_teardown(void);
+/* Changes the level and format of every later line (reload.c; any thread may
+ * be logging meanwhile). Prefork children keep what they forked with. */
+void log_set_level_format(config_log_level level, config_log_format format);
 bool log_enabled(config_log_level level);
 /* Formats and writes one line; use log_at() instead, it checks the level. */
 void log_emit(config_log_level level, const log_fields *f, const char *fmt, ...)
@@ -448,6 +474,9 @@ typedef struct loop_settings {
 	const char *metrics_bind;   /* their address; NULL = 127.0.0.1 */
 	const char *statedb;        /* revoked-ids state file; NULL = in memory only */
 	bool without_mingle;        /* skip the start-up `hello` to other workers */
+	const struct worker_cli *cli; /* borrowed: the flags (cli->config: the file a
+				       * SIGHUP re-reads); flags keep winning over a
+				       * reloaded file. NULL: none */
 } loop_settings;
 
 /* How loop_run ended: LOOP_WARM after a warm shutdown (everything finished
@@ -516,6 +545,46 @@ int64_t rate_bucket_take(rate_bucket *b, int64_t now_ns);
 
 /* ---- inside the loop (loop.c, consume.c, results.c, deadletter.c) ---- */
 
+/* ---- batched acks (acks.c; the design comment is there) ---- */
+
+typedef struct acks_entry {
+	uint64_t tag;
+	bool settled; /* acked by intent; the basic.ack is not sent yet */
+} acks_entry;
+
+typedef struct loop_acks {
+	uint64_t generation;   /* the connection generation of every entry */
+	acks_entry *ent;       /* outstanding task deliveries, tags ascending */
+	size_t n, cap;
+	size_t settled;        /* entries marked settled, not yet acked */
+	size_t bound;          /* flush when this many are settled */
+	int64_t hold_ns;       /* longest wait of settled ones behind an unsettled one */
+	int64_t held_since_ns; /* 0: none held */
+} loop_acks;
+
+/* Sends one ack (multiple: every unacked delivery <= tag); 0 or an error. */
+typedef int (*acks_send_fn)(void *arg, uint64_t tag, bool multiple);
+
+void acks_init(loop_acks *a, size_t bound, int64_t hold_ns);
+void acks_release(loop_acks *a);
+/* Tracks a delivery before anything may settle it; another generation
+ * resets the tracker first. WARREN_ENOMEM, or WARREN_EINVAL for a tag not
+ * above the last one: the caller must then settle it on its own (requeue). */
+int acks_track(loop_acks *a, uint64_t generation, uint64_t tag);
+/* ack: marks it settled, to be acked by acks_flush. !ack: the caller has
+ * nacked or rejected it itself; it is forgotten. False when the delivery is
+ * not tracked (another generation, never tracked, already acked): the
+ * caller then sends its ack itself. */
+bool acks_settle(loop_acks *a, uint64_t generation, uint64_t tag, bool ack);
+/* True when `bound` settled ones wait: flush now. */
+bool acks_due(const loop_acks *a);
+/* When held acks must go out (CLOCK_MONOTONIC ns), 0: no deadline. */
+int64_t acks_deadline_ns(const loop_acks *a);
+/* Sends what may go now (see acks.c); all: also every held one (shutdown).
+ * generation is the connection's current one. Returns the acks sent. */
+size_t acks_flush(loop_acks *a, uint64_t generation, int64_t now_ns, bool all,
+		  acks_send_fn send, void *arg);
+
 /* One delivered task the loop holds: from decode until ack. */
 typedef struct loop_task {
 	broker_message *msg;          /* owned; settled by the loop */
@@ -575,6 +644,8 @@ typedef struct loop {
 	struct metrics *metrics;    /* Prometheus endpoint (metrics.c); NULL = off */
 	struct control *control;    /* remote control and revokes (control.c) */
 	struct canvas *canvas;      /* canvas.c: chord join handle, confirms; NULL until used */
+	loop_acks acks;             /* acks.c: settled task deliveries awaiting a batched ack */
+	struct reload *reload;      /* reload.c: configs a SIGHUP loaded; NULL until one did */
 } loop;
 
 /* consume.c: one broker event. */
@@ -603,6 +674,11 @@ void loop_store(loop *l, const char *task_id, const schema_task_msg *tm,
  * redelivered by the broker anyway). */
 void loop_ack(loop *l, const broker_message *msg);
 void loop_requeue(loop *l, const broker_message *msg);
+/* results.c: reject without requeue (dead-lettering refused or failed). */
+void loop_reject(loop *l, const broker_message *msg);
+/* results.c: sends the batched acks that may go now (acks.c); all: every
+ * settled one (shutdown). */
+void loop_flush_acks(loop *l, bool all);
 /* results.c: the broker's outcome callback. */
 void loop_on_outcome(void *arg, uint64_t cookie, broker_outcome outcome, const char *reason);
 /* results.c: parks t until epoch `when` (a future eta), acks once parked. */
@@ -686,6 +762,14 @@ void control_tick(loop *l);
 bool control_check_revoked(loop *l, loop_task *t);
 /* consume.c: applies live rate_limit/time_limit changes to a task's conf. */
 void control_apply_overrides(const loop *l, loop_task *t);
+/* control_cmd.c, reload.c: the live bucket of e's limiter (if any) follows
+ * rate (<= 0: unlimited); tasks already waiting keep their place. */
+void control_retune_limiter(loop *l, const registry_entry *e, double rate);
+/* control_cmd.c: the pool size now (pool_grow/pool_shrink change it; the
+ * started size until the pool exists), and the per-consumer prefetch that
+ * goes with it (concurrency x multiplier, capped at 65535; 0 = unlimited). */
+int control_concurrency(const loop *l);
+uint16_t control_prefetch(const loop *l);
 /* consume.c / results.c: a job entered the pool, and left it. */
 void control_task_submitted(loop *l, loop_task *t, uint64_t seq);
 void control_task_done(loop *l, const pool_job *job);
@@ -856,6 +940,40 @@ void metrics_set(metrics *m, const metrics_gauges *g);
 /* The pure part, for tests and the HTTP thread: the whole /metrics page
  * into a malloc'd string (free it), or NULL when out of memory. */
 char *metrics_render(metrics *m);
+
+
+/* ==== config reload on SIGHUP (worker/reload.c) ====
+ *
+ * The loop re-reads the --config file, validates it as start-up does, and
+ * applies what can change safely (log level and format, every per-task
+ * setting for tasks received afterwards); what needs a restart is named in
+ * the log and kept. The design comment at the top of reload.c says which
+ * config a task resolves against and how long an old one lives. */
+
+/* One setting that differs between two configs. */
+typedef struct reload_change {
+	char key[200];          /* dotted: "worker.concurrency", "tasks.math.add.rate_limit" */
+	char before[160], after[160]; /* as written for a log line (URLs masked) */
+	bool restart;           /* true: only a restart applies it */
+} reload_change;
+
+/* The pure part, unit-tested: every setting that differs between old and
+ * cur, at most cap of them into out (out may be NULL when cap is 0), in
+ * section order. Returns how many differ (may exceed cap). */
+size_t reload_diff(const warren_config *old, const warren_config *cur, reload_change *out,
+		   size_t cap);
+/* The threads pool cannot stop a running handler: a hard time limit in
+ * cfg's tasks is refused (WARREN_ECONFIG, file:line:column) unless the pool
+ * is prefork. worker_main.c at start, reload.c on SIGHUP. */
+int reload_check_time_limits(const warren_config *cfg, pool_kind kind, warren_error *err);
+/* The config tasks received now resolve against (l->s->cfg until a reload). */
+const warren_config *reload_config(const loop *l);
+/* loop.c: SIGHUP arrived. Logs everything; never fails the loop. */
+void reload_on_hup(loop *l);
+/* loop.c, every turn: frees old configs once no task can point into them. */
+void reload_tick(loop *l);
+/* loop.c, at the end: frees everything reload.c holds. */
+void reload_free(loop *l);
 
 
 /* ==== command line (worker/cli.c; main in worker_main.c) ==== */

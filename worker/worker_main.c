@@ -161,6 +161,7 @@ static int merge(const worker_cli *cli, worker_main *m, warren_error *err)
 	s->worker_events = !cli->without_heartbeat;
 	s->metrics_port = cli->metrics_port >= 0 ? cli->metrics_port : cfg->worker.metrics.port;
 	s->metrics_bind = cli->metrics_bind ? cli->metrics_bind : cfg->worker.metrics.bind;
+	s->cli = cli; /* a SIGHUP reload re-reads cli->config; flags keep winning */
 	return 0;
 }
 
@@ -181,20 +182,13 @@ static int load_plugins(const worker_cli *cli, worker_main *m, warren_error *err
 }
 
 /* A thread cannot be killed, so the threads pool cannot enforce a hard
- * limit: refuse the configuration rather than silently ignore it. */
+ * limit: refuse the configuration rather than silently ignore it (the same
+ * rule refuses a reloaded file, reload.c). */
 static int check_time_limits(const worker_main *m, warren_error *err)
 {
-	if (m->s.pool.kind != POOL_THREADS)
-		return 0;
-	for (size_t i = 0; i < m->cfg->n_tasks; i++) {
-		const config_task *t = &m->cfg->tasks[i];
-		if (t->time_limit > 0)
-			return warren_error_set(err, WARREN_ECONFIG,
-						"%s:%u:%u: tasks.%s.time_limit: a hard time limit "
-						"needs the prefork pool (the threads pool cannot "
-						"stop a running handler); use soft_time_limit",
-						m->cfg->name, t->line, t->column, t->name);
-	}
+	int rc = reload_check_time_limits(m->cfg, m->s.pool.kind, err);
+	if (rc != 0 || m->s.pool.kind != POOL_THREADS)
+		return rc;
 	for (size_t i = 0; i < registry_count(m->reg); i++) {
 		const registry_entry *e = registry_at(m->reg, i);
 		if (e->opts.time_limit > 0)
