@@ -323,8 +323,15 @@ void loop_drop_limited(loop *l)
 
 static int pack_object(const msgpack_object *o, void **out, size_t *len)
 {
+	/* Starts small: msgpack_sbuffer's first write would take 8 KiB, a
+	 * large malloc and free per part for the usual few bytes of args. It
+	 * doubles from here as needed. */
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
+	sb.data = malloc(64);
+	if (!sb.data)
+		return WARREN_ENOMEM;
+	sb.alloc = 64;
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	if (msgpack_pack_object(&pk, *o) != 0) {

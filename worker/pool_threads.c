@@ -366,8 +366,12 @@ static int threads_submit(void *impl, pool_job *job, warren_error *err)
 		return warren_error_set(err, WARREN_EINVAL, "threads pool: closing");
 	}
 	list_push(&tp->todo, n);
-	pthread_cond_signal(&tp->work);
 	pthread_mutex_unlock(&tp->mu);
+	/* Signalled after the unlock, so the woken thread does not block at
+	 * once on the mutex still held here (one futex wait and wake fewer).
+	 * No wakeup is lost: a thread that sleeps saw todo empty under the
+	 * mutex before this push, so it is on `work` when this signal comes. */
+	pthread_cond_signal(&tp->work);
 	return 0;
 }
 
