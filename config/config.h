@@ -161,6 +161,7 @@ typedef struct config_task {
 	int acks_late;              /* default 1 (warren's default, see DESIGN.md) */
 	int ignore_result;          /* default 0 */
 	int track_started;          /* default 0 */
+	int reject_on_worker_lost;  /* default 0: a dead child fails the task (Celery's) */
 	int has_schema;             /* nonzero when args/result/extra_* were given */
 	warren_task_schema schema;  /* params and default_mp live in the arena */
 	unsigned line, column;

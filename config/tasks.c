@@ -22,7 +22,8 @@ static const char *const task_keys[] = {
 	"rate_limit",	    "time_limit",    "soft_time_limit",	    "max_retries",
 	"retry_backoff",    "retry_backoff_max", "retry_jitter",    "default_retry_delay",
 	"acks_late",	    "ignore_result", "track_started",	    "args",
-	"result",	    "extra_args",    "extra_kwargs",	    NULL,
+	"result",	    "extra_args",    "extra_kwargs",	    "reject_on_worker_lost",
+	NULL,
 };
 
 static const char *const param_keys[] = { "name", "type", "required", "default", NULL };
@@ -340,6 +341,8 @@ static int parse_task_key(config_ctx *ctx, const config_node *k, const config_no
 		return config_get_bool(ctx, v, &t->ignore_result);
 	if (!strcmp(key, "track_started"))
 		return config_get_bool(ctx, v, &t->track_started);
+	if (!strcmp(key, "reject_on_worker_lost"))
+		return config_get_bool(ctx, v, &t->reject_on_worker_lost);
 	t->has_schema = 1;
 	if (!strcmp(key, "args"))
 		return parse_args(ctx, v, &t->schema);

@@ -97,6 +97,8 @@ void loop_task_conf_resolve(const warren_config *cfg, const registry_entry *entr
 		out->ignore_result = true;
 	if (ct->track_started)
 		out->track_started = true;
+	if (ct->reject_on_worker_lost)
+		out->reject_on_worker_lost = true;
 	if (ct->has_schema)
 		out->schema = &ct->schema;
 }

@@ -278,6 +278,8 @@ static void diff_task(diff *d, const char *name, const config_task *a, const con
 	add_bool(d, false, KEY("acks_late"), a->acks_late, b->acks_late);
 	add_bool(d, false, KEY("ignore_result"), a->ignore_result, b->ignore_result);
 	add_bool(d, false, KEY("track_started"), a->track_started, b->track_started);
+	add_bool(d, false, KEY("reject_on_worker_lost"), a->reject_on_worker_lost,
+		 b->reject_on_worker_lost);
 	add(d, false, KEY("schema"), a->has_schema ? "declared" : "(none)",
 	    b->has_schema ? "declared" : "(none)");
 #undef KEY

@@ -440,6 +440,22 @@ static void revoke_terminated(loop *l, loop_task *t, const pool_job *job)
 	schema_result_release(&r);
 }
 
+/* Celery's reject_on_worker_lost: a task whose child died under it goes back
+ * to the queue instead of failing. Once: a redelivered copy that dies too is
+ * a crash of the task itself, not of the worker, and fails as usual (Celery
+ * would loop on it). A task acked on receipt cannot be given back. */
+static bool requeue_worker_lost(loop *l, loop_task *t)
+{
+	if (!t->conf.reject_on_worker_lost || t->acked || !t->msg || t->msg->redelivered)
+		return false;
+	log_fields f = {t->tm->id, t->tm->task, "REJECTED", -1};
+	log_at(CONFIG_LOG_WARNING, &f, "Task %s[%s] lost its worker process: requeued once",
+	       t->tm->task, t->tm->id);
+	loop_requeue(l, t->msg);
+	loop_task_free(t);
+	return true;
+}
+
 static void on_failure(loop *l, loop_task *t, const pool_job *job)
 {
 	const char *type = job->exc_type ? job->exc_type : "Exception";
@@ -452,6 +468,8 @@ static void on_failure(loop *l, loop_task *t, const pool_job *job)
 		return;
 	}
 	if (job->worker_lost) {
+		if (requeue_worker_lost(l, t))
+			return;
 		type = "WorkerLostError";
 		module = "billiard.exceptions";
 	} else if (strcmp(type, "TaskRevokedError") == 0) {

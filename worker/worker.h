@@ -499,6 +499,7 @@ int worker_notify(const char *state, warren_error *err);
  * Celery's defaults. */
 typedef struct loop_task_conf {
 	bool acks_late, ignore_result, track_started, retry_jitter;
+	bool reject_on_worker_lost; /* a dead child requeues the task once */
 	int max_retries;            /* -1: forever */
 	double default_retry_delay; /* seconds */
 	double retry_backoff;       /* factor in seconds, 0: none */

@@ -6,10 +6,9 @@
  * the handler's SoftTimeLimitExceeded; a warm shutdown lets the running
  * tasks finish. libwarren sends the tasks and reads the Redis backend.
  *
- * reject_on_worker_lost (Celery requeues a WorkerLostError task once) is not
- * tested: the worker has no config key for it (config/ and worker/ only
- * mention it in pool_prefork.c's comments). A hard limit refused with the
- * threads pool is tested in test_worker_cli.c. */
+ * With reject_on_worker_lost (a task key in the config) a task whose child
+ * died goes back to the queue once, then fails as usual. A hard limit
+ * refused with the threads pool is tested in test_worker_cli.c. */
 #include <criterion/criterion.h>
 #include <regex.h>
 #include <signal.h>
@@ -291,4 +290,35 @@ Test(integration_worker_prefork, warm_shutdown_lets_running_tasks_finish)
 		warren_result_free(r);
 	}
 	warren_client_free(c);
+}
+
+Test(integration_worker_prefork, reject_on_worker_lost_requeues_a_crashed_task_once)
+{
+	const char *queue = worker_test_queue(0, "pf-reject");
+	char path[256];
+	snprintf(path, sizeof path, "/tmp/warren-test-reject.%d.yaml", (int)getpid());
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs("tasks:\n  test.crash:\n    reject_on_worker_lost: true\n", f);
+	fclose(f);
+	char args[1024];
+	snprintf(args, sizeof args,
+		 "--config %s %s --pool prefork --concurrency 2 -Q %s --result-backend %s -l info",
+		 path, WORKER_PLUGINS, queue, support_service_url("WARREN_TEST_REDIS"));
+	pid_t pid = worker_test_start(args);
+	cr_assert(worker_test_wait_log(pid, " ready:", 15000), "see %s", worker_test_log(pid));
+	warren_client *c = client();
+	char id[WARREN_TASK_ID_MAX];
+	send_task(c, queue, "test.crash", "[]", 0, 0, id);
+	/* First death: requeued, not stored. The redelivered copy dies too and
+	 * fails as usual, so the caller is not left waiting forever. */
+	warren_result *r = wait_result(c, id, 20000, pid);
+	expect_failure(r, "WorkerLostError", "billiard.exceptions");
+	warren_result_free(r);
+	cr_expect_eq(worker_test_count_log(pid, "requeued once"), 1, "see %s", worker_test_log(pid));
+	cr_expect_eq(worker_test_count_log(pid, "(redelivered)"), 1, "see %s", worker_test_log(pid));
+	expect_add(c, queue, pid, 4, 5);
+	warren_client_free(c);
+	cr_assert_eq(worker_test_stop(pid, SIGTERM, 10000), 0, "see %s", worker_test_log(pid));
+	unlink(path);
 }

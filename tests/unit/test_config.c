@@ -149,6 +149,7 @@ static void check_reference_math_add(const config_task *t)
 	cr_assert_eq(t->acks_late, 1);
 	cr_assert_eq(t->ignore_result, 0);
 	cr_assert_eq(t->track_started, 1);
+	cr_assert_eq(t->reject_on_worker_lost, 0);
 	cr_assert_eq(t->has_schema, 1);
 	const warren_task_schema *s = &t->schema;
 	cr_assert_eq(s->n_params, 3);
@@ -258,7 +259,7 @@ Test(config, reference_config_loads_with_every_value)
 	cr_assert_eq(chain->kind, CONFIG_NODE_SEQ);
 	cr_assert_eq(chain->n_items, 2);
 	cr_assert_str_eq(chain->items[1]->text, "math.add");
-	cr_assert_eq(chain->items[1]->line, 155);
+	cr_assert_eq(chain->items[1]->line, 156);
 	cr_assert_eq(chain->items[1]->column, 9);
 	config_free(cfg);
 }
