@@ -207,7 +207,9 @@ size_t broker_publish_unconfirmed(const broker_conn *c);
 /* ---- consume (consume.c) ------------------------------------------------ */
 
 /* A delivered message, copied out of rabbitmq-c: owned by the caller, freed
- * with broker_message_free. Unset string properties are NULL. */
+ * with broker_message_free. Unset string properties are NULL. The strings
+ * and headers share the message's allocation (never free or replace them);
+ * the body is its own and may be taken (keep it, set body NULL). */
 typedef struct broker_message {
 	uint64_t delivery_tag;
 	uint64_t generation;   /* the connection it came on; ack needs the same one */

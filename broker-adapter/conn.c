@@ -286,6 +286,7 @@ void broker_conn_lost(broker_conn *c, const char *reason)
 	amqp_destroy_connection(c->amqp);
 	c->amqp = NULL;
 	c->closed_channels = 0;
+	c->n_held = 0; /* they pointed into the state just destroyed */
 }
 
 void broker_conn_drop(broker_conn *c)
@@ -368,6 +369,7 @@ int broker_conn_new(const broker_conn_opts *opts, broker_conn **out, warren_erro
 		return warren_error_set(err, WARREN_ENOMEM, "broker: out of memory");
 	c->seed = (unsigned)getpid() ^ (unsigned)broker_now_ms();
 	init_amqp_pool(&c->pool, 4096);
+	msgpack_sbuffer_init(&c->headers_scratch);
 	if ((rc = copy_opts(c, opts, err)))
 		goto out_free;
 	if ((rc = broker_url_list_parse(opts->urls, &c->urls, &c->n_urls, err)))
@@ -406,6 +408,8 @@ void broker_conn_free(broker_conn *c)
 	broker_delay_free(c->delay);
 	broker_url_list_free(c->urls, c->n_urls);
 	empty_amqp_pool(&c->pool);
+	free(c->content_body);
+	msgpack_sbuffer_destroy(&c->headers_scratch);
 	for (size_t i = 0; i < sizeof c->opt_strings / sizeof *c->opt_strings; i++)
 		free(c->opt_strings[i]);
 	free(c);
@@ -433,7 +437,7 @@ int broker_conn_fd(const broker_conn *c)
 
 bool broker_conn_pending(const broker_conn *c)
 {
-	return c->ev_head || (c->amqp && (amqp_frames_enqueued(c->amqp) ||
+	return c->ev_head || c->n_held || (c->amqp && (amqp_frames_enqueued(c->amqp) ||
 					  amqp_data_in_buffer(c->amqp)));
 }
 
@@ -448,15 +452,90 @@ static int lost(broker_conn *c, warren_error *err, const char *fmt, const char *
 }
 
 /* basic.return and basic.deliver are followed by a content header and body
- * frames on the same channel; amqp_read_message collects them. */
-static int read_content(broker_conn *c, amqp_channel_t ch, amqp_message_t *msg, warren_error *err)
+ * frames on the same channel. We read them ourselves rather than with
+ * amqp_read_message, which clones the properties (header table included)
+ * into a fresh 4 KB pool and mallocs the body for every message: a third of
+ * the worker's instructions per task. Here the properties stay where
+ * rabbitmq-c decoded them (the channel's pool) and a one-frame body is the
+ * frame itself; only a body split over several frames is gathered, into
+ * c->content_body. All of it is valid until the next
+ * amqp_maybe_release_buffers (broker_conn_pump) or the next read_content, so
+ * the callers copy what they keep at once. */
+static int content_error(broker_conn *c, const amqp_frame_t *f, warren_error *err)
 {
-	amqp_rpc_reply_t r = amqp_read_message(c->amqp, ch, msg, 0);
-	if (r.reply_type == AMQP_RESPONSE_NORMAL)
+	const char *why = "unexpected frame inside a message";
+	if (f->frame_type == AMQP_FRAME_METHOD && (f->payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
+						   f->payload.method.id == AMQP_CONNECTION_CLOSE_METHOD))
+		why = "closed by the broker inside a message";
+	return lost(c, err, "connection to '%s' lost while reading a message: %s", why);
+}
+
+/* The rest of a message has this long to arrive. */
+#define CONTENT_TIMEOUT_MS 30000
+
+/* The next frame on channel ch. Frames of other channels that come first
+ * (RabbitMQ does not interleave them inside a message, but AMQP allows it)
+ * are held, in order, for broker_conn_pump to dispatch next. */
+static int next_frame_on(broker_conn *c, amqp_channel_t ch, amqp_frame_t *f, warren_error *err)
+{
+	for (size_t i = 0; i < c->n_held; i++) {
+		if (c->held[i].channel != ch)
+			continue;
+		*f = c->held[i]; /* a held deliver's own content, held behind it */
+		memmove(c->held + i, c->held + i + 1, (--c->n_held - i) * sizeof *c->held);
 		return 0;
-	return lost(c, err, "connection to '%s' lost while reading a message: %s",
-		    r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
-			    ? amqp_error_string2(r.library_error) : "protocol error");
+	}
+	struct timeval tv = {.tv_sec = CONTENT_TIMEOUT_MS / 1000};
+	for (;;) {
+		int st = amqp_simple_wait_frame_noblock(c->amqp, f, &tv);
+		if (st != AMQP_STATUS_OK)
+			return lost(c, err, "connection to '%s' lost while reading a message: %s",
+				    amqp_error_string2(st));
+		if (f->channel == ch)
+			return 0;
+		if (c->n_held == BROKER_HELD_MAX)
+			return lost(c, err, "connection to '%s' lost while reading a message: %s",
+				    "too many frames of other channels inside it");
+		c->held[c->n_held++] = *f;
+	}
+}
+
+static int read_content(broker_conn *c, amqp_channel_t ch, broker_content *out, warren_error *err)
+{
+	amqp_frame_t f;
+	if (next_frame_on(c, ch, &f, err))
+		return WARREN_EBROKER;
+	if (f.frame_type != AMQP_FRAME_HEADER || f.payload.properties.class_id != AMQP_BASIC_CLASS)
+		return content_error(c, &f, err);
+	uint64_t size = f.payload.properties.body_size;
+	out->props = f.payload.properties.decoded;
+	out->body = amqp_empty_bytes;
+	for (size_t got = 0; got < size;) {
+		if (next_frame_on(c, ch, &f, err))
+			return WARREN_EBROKER;
+		if (f.frame_type != AMQP_FRAME_BODY)
+			return content_error(c, &f, err);
+		amqp_bytes_t part = f.payload.body_fragment;
+		if (part.len > size - got)
+			return lost(c, err, "connection to '%s' lost while reading a message: %s",
+				    "body longer than its header said");
+		if (got == 0 && part.len == size) { /* the usual case: one frame */
+			out->body = part;
+			return 0;
+		}
+		if (got == 0 && size > c->content_cap) {
+			void *grown = realloc(c->content_body, (size_t)size);
+			if (!grown)
+				return lost(c, err, "connection to '%s' lost: %s",
+					    "out of memory reading a message");
+			c->content_body = grown;
+			c->content_cap = (size_t)size;
+		}
+		memcpy((char *)c->content_body + got, part.bytes, part.len);
+		got += part.len;
+		out->body = (amqp_bytes_t){.len = got, .bytes = c->content_body};
+	}
+	return 0;
 }
 
 static int on_channel_close(broker_conn *c, amqp_channel_t ch, const amqp_channel_close_t *m,
@@ -481,7 +560,7 @@ static int dispatch(broker_conn *c, const amqp_frame_t *f, warren_error *err)
 	if (f->frame_type != AMQP_FRAME_METHOD)
 		return 0; /* stray content of something we did not ask for */
 	const amqp_method_t *m = &f->payload.method;
-	amqp_message_t msg;
+	broker_content msg;
 	switch (m->id) {
 	case AMQP_BASIC_ACK_METHOD: {
 		const amqp_basic_ack_t *a = m->decoded;
@@ -501,7 +580,6 @@ static int dispatch(broker_conn *c, const amqp_frame_t *f, warren_error *err)
 		if (read_content(c, f->channel, &msg, err))
 			return WARREN_EBROKER;
 		broker_publish_on_return(c, r, &msg);
-		amqp_destroy_message(&msg);
 		return 0;
 	}
 	case AMQP_BASIC_DELIVER_METHOD: {
@@ -509,7 +587,6 @@ static int dispatch(broker_conn *c, const amqp_frame_t *f, warren_error *err)
 		if (read_content(c, f->channel, &msg, err))
 			return WARREN_EBROKER;
 		broker_consume_on_deliver(c, d, &msg);
-		amqp_destroy_message(&msg);
 		return 0;
 	}
 	case AMQP_BASIC_CANCEL_METHOD:
@@ -541,17 +618,25 @@ int broker_conn_pump(broker_conn *c, int timeout_ms, warren_error *err)
 	if (!c->amqp)
 		return warren_error_set(err, WARREN_EBROKER, "broker '%s': not connected",
 					broker_conn_url(c));
-	/* Safe only here: no decoded frame is referenced between calls. */
-	amqp_maybe_release_buffers(c->amqp);
+	/* Safe only here: no decoded frame is referenced between calls, unless
+	 * held frames (next_frame_on) still point into the channels' pools. */
+	if (!c->n_held)
+		amqp_maybe_release_buffers(c->amqp);
 	struct timeval tv = ms_to_tv(timeout_ms), zero = {0, 0};
 	int handled = 0;
 	while (handled < PUMP_BATCH) {
 		amqp_frame_t f;
-		int st = amqp_simple_wait_frame_noblock(c->amqp, &f, handled ? &zero : &tv);
-		if (st == AMQP_STATUS_TIMEOUT)
-			break;
-		if (st != AMQP_STATUS_OK)
-			return lost(c, err, "connection to '%s' lost: %s", amqp_error_string2(st));
+		if (c->n_held) {
+			f = c->held[0];
+			memmove(c->held, c->held + 1, --c->n_held * sizeof *c->held);
+		} else {
+			int st = amqp_simple_wait_frame_noblock(c->amqp, &f, handled ? &zero : &tv);
+			if (st == AMQP_STATUS_TIMEOUT)
+				break;
+			if (st != AMQP_STATUS_OK)
+				return lost(c, err, "connection to '%s' lost: %s",
+					    amqp_error_string2(st));
+		}
 		int rc = dispatch(c, &f, err);
 		if (rc)
 			return rc;

@@ -1,7 +1,8 @@
 /* broker-adapter/consume.c - consumers, deliveries, acks, and broker_receive.
  *
  * A delivery is copied out of rabbitmq-c the moment its frames are read
- * (properties, body, headers converted to a packed msgpack map), because
+ * (properties, body, headers converted to a packed msgpack map; one
+ * allocation for all but the body), because
  * rabbitmq-c recycles that memory on its next frame wait and its memory must
  * never reach another thread. Copies wait in an event queue: deliveries
  * arrive while we wait for confirms or RPC replies too, not only in
@@ -66,20 +67,13 @@ void broker_event_release(broker_event *ev)
 	memset(ev, 0, sizeof *ev);
 }
 
+/* One allocation holds the message and its strings and headers (consume.c
+ * message_copy); the body is its own, because a taker may keep it
+ * (backends/rpc.c takes m->body and sets it NULL). */
 void broker_message_free(broker_message *m)
 {
 	if (!m)
 		return;
-	free(m->consumer_tag);
-	free(m->exchange);
-	free(m->routing_key);
-	free(m->content_type);
-	free(m->content_encoding);
-	free(m->correlation_id);
-	free(m->reply_to);
-	free(m->expiration);
-	free(m->message_id);
-	free(m->headers);
 	free(m->body);
 	free(m);
 }
@@ -98,75 +92,100 @@ void broker_consume_release(broker_conn *c)
 
 /* ---- deliveries --------------------------------------------------------- */
 
-/* Copies an optional short string property; false only when out of memory. */
-static bool copy_prop(const amqp_basic_properties_t *p, amqp_flags_t flag, amqp_bytes_t b,
-		      char **out)
+/* An optional short string property, or NULL when unset. */
+static const amqp_bytes_t *prop(const amqp_basic_properties_t *p, amqp_flags_t flag,
+				const amqp_bytes_t *b)
 {
-	*out = NULL;
-	if (!(p->_flags & flag))
-		return true;
-	*out = broker_bytes_dup(b);
-	return *out != NULL;
+	return p->_flags & flag ? b : NULL;
 }
 
-static bool copy_headers(const amqp_basic_properties_t *p, broker_message *m)
+static size_t bytes_size(const amqp_bytes_t *b)
 {
-	if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
-		return true;
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
-	msgpack_sbuffer_init(&sb);
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	if (broker_headers_to_msgpack(&p->headers, &pk, NULL)) {
-		m->headers_invalid = true;
-		msgpack_sbuffer_destroy(&sb);
-		return true;
-	}
-	if (!sb.data) /* msgpack_sbuffer_write failed to allocate */
-		return false;
-	m->headers_len = sb.size;
-	m->headers = msgpack_sbuffer_release(&sb);
-	return true;
+	return b ? b->len + 1 : 0;
 }
 
-static broker_message *message_copy(broker_conn *c, const amqp_basic_deliver_t *d,
-				    const amqp_message_t *msg)
+/* Copies b (if set) to *pos as a C string and returns the copy. */
+static char *put_bytes(char **pos, const amqp_bytes_t *b)
 {
-	broker_message *m = calloc(1, sizeof *m);
-	if (!m)
+	if (!b)
 		return NULL;
-	const amqp_basic_properties_t *p = &msg->properties;
+	char *r = *pos;
+	if (b->len)
+		memcpy(r, b->bytes, b->len);
+	r[b->len] = '\0';
+	*pos += b->len + 1;
+	return r;
+}
+
+/* The headers, packed into c->headers_scratch (reused: no allocation per
+ * message once it has grown). Headers that cannot be converted (nested too
+ * deep, a type we do not know) leave the message marked, not dropped: the
+ * worker dead-letters it with that reason. */
+static void pack_headers(broker_conn *c, const amqp_basic_properties_t *p, broker_message *m)
+{
+	c->headers_scratch.size = 0;
+	if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
+		return;
+	if (broker_headers_to_msgpack(&p->headers, &c->headers_scratch, NULL))
+		m->headers_invalid = true;
+}
+
+/* Copies a delivery out of rabbitmq-c's memory: the message, its strings and
+ * packed headers in one allocation, the body in another. */
+static broker_message *message_copy(broker_conn *c, const amqp_basic_deliver_t *d,
+				    const broker_content *msg)
+{
+	const amqp_basic_properties_t *p = msg->props;
+	const amqp_bytes_t *ct = prop(p, AMQP_BASIC_CONTENT_TYPE_FLAG, &p->content_type),
+			   *ce = prop(p, AMQP_BASIC_CONTENT_ENCODING_FLAG, &p->content_encoding),
+			   *cid = prop(p, AMQP_BASIC_CORRELATION_ID_FLAG, &p->correlation_id),
+			   *rt = prop(p, AMQP_BASIC_REPLY_TO_FLAG, &p->reply_to),
+			   *ex = prop(p, AMQP_BASIC_EXPIRATION_FLAG, &p->expiration),
+			   *mid = prop(p, AMQP_BASIC_MESSAGE_ID_FLAG, &p->message_id);
+	broker_message head = {0};
+	pack_headers(c, p, &head);
+	size_t headers_len = c->headers_scratch.size;
+	size_t size = sizeof head + bytes_size(&d->consumer_tag) + bytes_size(&d->exchange) +
+		      bytes_size(&d->routing_key) + bytes_size(ct) + bytes_size(ce) +
+		      bytes_size(cid) + bytes_size(rt) + bytes_size(ex) + bytes_size(mid) +
+		      headers_len;
+	broker_message *m = malloc(size);
+	void *body = malloc(msg->body.len ? msg->body.len : 1);
+	if (!m || !body) {
+		free(m);
+		free(body);
+		return NULL;
+	}
+	*m = head;
 	m->delivery_tag = d->delivery_tag;
 	m->generation = c->generation;
 	m->redelivered = d->redelivered;
 	m->delivery_mode = p->_flags & AMQP_BASIC_DELIVERY_MODE_FLAG ? p->delivery_mode : 0;
 	m->priority = p->_flags & AMQP_BASIC_PRIORITY_FLAG ? p->priority : BROKER_UNSET;
-	m->consumer_tag = broker_bytes_dup(d->consumer_tag);
-	m->exchange = broker_bytes_dup(d->exchange);
-	m->routing_key = broker_bytes_dup(d->routing_key);
-	m->body_len = msg->body.len;
-	m->body = malloc(msg->body.len ? msg->body.len : 1);
-	bool ok = m->consumer_tag && m->exchange && m->routing_key && m->body &&
-		  copy_prop(p, AMQP_BASIC_CONTENT_TYPE_FLAG, p->content_type, &m->content_type) &&
-		  copy_prop(p, AMQP_BASIC_CONTENT_ENCODING_FLAG, p->content_encoding,
-			    &m->content_encoding) &&
-		  copy_prop(p, AMQP_BASIC_CORRELATION_ID_FLAG, p->correlation_id,
-			    &m->correlation_id) &&
-		  copy_prop(p, AMQP_BASIC_REPLY_TO_FLAG, p->reply_to, &m->reply_to) &&
-		  copy_prop(p, AMQP_BASIC_EXPIRATION_FLAG, p->expiration, &m->expiration) &&
-		  copy_prop(p, AMQP_BASIC_MESSAGE_ID_FLAG, p->message_id, &m->message_id) &&
-		  copy_headers(p, m);
-	if (!ok) {
-		broker_message_free(m);
-		return NULL;
+	char *pos = (char *)(m + 1);
+	m->consumer_tag = put_bytes(&pos, &d->consumer_tag);
+	m->exchange = put_bytes(&pos, &d->exchange);
+	m->routing_key = put_bytes(&pos, &d->routing_key);
+	m->content_type = put_bytes(&pos, ct);
+	m->content_encoding = put_bytes(&pos, ce);
+	m->correlation_id = put_bytes(&pos, cid);
+	m->reply_to = put_bytes(&pos, rt);
+	m->expiration = put_bytes(&pos, ex);
+	m->message_id = put_bytes(&pos, mid);
+	if (headers_len) {
+		memcpy(pos, c->headers_scratch.data, headers_len);
+		m->headers = pos;
+		m->headers_len = headers_len;
 	}
+	m->body = body;
+	m->body_len = msg->body.len;
 	if (msg->body.len)
 		memcpy(m->body, msg->body.bytes, msg->body.len);
 	return m;
 }
 
 void broker_consume_on_deliver(broker_conn *c, const amqp_basic_deliver_t *d,
-			       const amqp_message_t *msg)
+			       const broker_content *msg)
 {
 	broker_message *m = message_copy(c, d, msg);
 	if (!m) {

@@ -29,6 +29,7 @@
  * changing them means re-running the interop tests against py-amqp.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -283,6 +284,11 @@ static bool valid_utf8(const unsigned char *s, size_t n)
 {
 	size_t i = 0;
 	while (i < n) {
+		uint64_t word; /* eight ASCII bytes at a time: header text mostly is */
+		if (n - i >= 8 && (memcpy(&word, s + i, 8), !(word & 0x8080808080808080ull))) {
+			i += 8;
+			continue;
+		}
 		unsigned char c = s[i];
 		size_t more;
 		uint32_t cp;
@@ -313,96 +319,254 @@ static bool valid_utf8(const unsigned char *s, size_t n)
 	return true;
 }
 
-static int pack_value(const amqp_field_value_t *v, msgpack_packer *pk, path *pp, int depth,
+/* Every delivery's headers pass through here, so this writes msgpack bytes
+ * itself, straight into the buffer, in the smallest form, as msgpack-c's
+ * packer would (the bytes are the same); msgpack-c's packer makes a call
+ * through its write callback per item, which cost more than the rest of the
+ * conversion. The first pass keeps no path (pp NULL, no error text); only
+ * when it fails is the table walked again with one, for the message. */
+
+/* Room for n more bytes; false when out of memory. */
+static bool out_reserve(msgpack_sbuffer *out, size_t n)
+{
+	if (out->alloc - out->size >= n)
+		return true;
+	size_t cap = out->alloc ? out->alloc : 256;
+	while (cap - out->size < n)
+		cap *= 2;
+	char *grown = realloc(out->data, cap);
+	if (!grown)
+		return false;
+	out->data = grown;
+	out->alloc = cap;
+	return true;
+}
+
+/* A type byte and a big-endian number or length of width 0, 1, 2, 4 or 8
+ * (room reserved by the caller). */
+static void put_be(msgpack_sbuffer *out, uint8_t type, uint64_t v, unsigned width)
+{
+	char *p = out->data + out->size;
+	*p++ = (char)type;
+	for (unsigned i = width; i-- > 0;)
+		*p++ = (char)(v >> (8 * i));
+	out->size += 1 + width;
+}
+
+static bool put_head(msgpack_sbuffer *out, uint8_t type, uint64_t v, unsigned width)
+{
+	if (!out_reserve(out, 9))
+		return false;
+	put_be(out, type, v, width);
+	return true;
+}
+
+static bool put_uint(msgpack_sbuffer *out, uint64_t v)
+{
+	if (v < 0x80)
+		return put_head(out, (uint8_t)v, 0, 0);
+	if (v <= UINT8_MAX)
+		return put_head(out, 0xcc, v, 1);
+	if (v <= UINT16_MAX)
+		return put_head(out, 0xcd, v, 2);
+	if (v <= UINT32_MAX)
+		return put_head(out, 0xce, v, 4);
+	return put_head(out, 0xcf, v, 8);
+}
+
+static bool put_int(msgpack_sbuffer *out, int64_t v)
+{
+	if (v >= 0)
+		return put_uint(out, (uint64_t)v);
+	if (v >= -32)
+		return put_head(out, (uint8_t)v, 0, 0);
+	if (v >= INT8_MIN)
+		return put_head(out, 0xd0, (uint64_t)v & 0xff, 1);
+	if (v >= INT16_MIN)
+		return put_head(out, 0xd1, (uint64_t)v & 0xffff, 2);
+	if (v >= INT32_MIN)
+		return put_head(out, 0xd2, (uint64_t)v & 0xffffffff, 4);
+	return put_head(out, 0xd3, (uint64_t)v, 8);
+}
+
+static bool put_float(msgpack_sbuffer *out, float f)
+{
+	uint32_t bits;
+	memcpy(&bits, &f, sizeof bits);
+	return put_head(out, 0xca, bits, 4);
+}
+
+static bool put_double(msgpack_sbuffer *out, double d)
+{
+	uint64_t bits;
+	memcpy(&bits, &d, sizeof bits);
+	return put_head(out, 0xcb, bits, 8);
+}
+
+/* An array (fix 0x90, 0xdc, 0xdd) or map (fix 0x80, 0xde, 0xdf) header. */
+static bool put_container(msgpack_sbuffer *out, uint8_t fix, uint8_t big16, uint32_t n)
+{
+	if (n < 16)
+		return put_head(out, (uint8_t)(fix | n), 0, 0);
+	if (n <= UINT16_MAX)
+		return put_head(out, big16, n, 2);
+	return put_head(out, (uint8_t)(big16 + 1), n, 4);
+}
+
+static bool put_bytes(msgpack_sbuffer *out, bool as_str, const amqp_bytes_t *b)
+{
+	size_t n = b->len;
+	if (!out_reserve(out, 5 + n))
+		return false;
+	if (as_str && n < 32)
+		put_be(out, (uint8_t)(0xa0 | n), 0, 0);
+	else if (n <= UINT8_MAX)
+		put_be(out, as_str ? 0xd9 : 0xc4, n, 1);
+	else if (n <= UINT16_MAX)
+		put_be(out, as_str ? 0xda : 0xc5, n, 2);
+	else
+		put_be(out, as_str ? 0xdb : 0xc6, n, 4);
+	if (n)
+		memcpy(out->data + out->size, b->bytes, n);
+	out->size += n;
+	return true;
+}
+
+/* An error of the packing walk: only the pass with a path words it. */
+static int pack_error(path *pp, warren_error *err, int code, const char *fmt, int arg)
+{
+	if (pp)
+		warren_error_set(err, code, fmt, pp->buf, arg);
+	return code;
+}
+
+static int pack_nomem(path *pp, warren_error *err)
+{
+	if (pp)
+		warren_error_set(err, WARREN_ENOMEM, "headers: out of memory");
+	return WARREN_ENOMEM;
+}
+
+static size_t pp_push_key(path *pp, const amqp_bytes_t *key)
+{
+	return pp ? path_push_key(pp, key->bytes, key->len) : 0;
+}
+
+static size_t pp_push_index(path *pp, size_t i)
+{
+	return pp ? path_push_index(pp, i) : 0;
+}
+
+static void pp_pop(path *pp, size_t old)
+{
+	if (pp)
+		path_pop(pp, old);
+}
+
+static int pack_value(const amqp_field_value_t *v, msgpack_sbuffer *out, path *pp, int depth,
 		      warren_error *err);
 
-static int pack_table(const amqp_table_t *t, msgpack_packer *pk, path *pp, int depth,
+static int pack_table(const amqp_table_t *t, msgpack_sbuffer *out, path *pp, int depth,
 		      warren_error *err)
 {
 	if (depth > BROKER_HEADERS_MAX_DEPTH)
-		return warren_error_set(err, WARREN_ELIMIT, "header '%s': nested deeper than %d",
-					pp->buf, BROKER_HEADERS_MAX_DEPTH);
+		return pack_error(pp, err, WARREN_ELIMIT, "header '%s': nested deeper than %d",
+				  BROKER_HEADERS_MAX_DEPTH);
 	int n = t->num_entries > 0 ? t->num_entries : 0;
-	msgpack_pack_map(pk, (size_t)n);
+	if (!put_container(out, 0x80, 0xde, (uint32_t)n))
+		return pack_nomem(pp, err);
 	for (int i = 0; i < n; i++) {
 		const amqp_table_entry_t *e = &t->entries[i];
-		msgpack_pack_str_with_body(pk, e->key.bytes, e->key.len);
-		size_t old = path_push_key(pp, e->key.bytes, e->key.len);
-		int rc = pack_value(&e->value, pk, pp, depth + 1, err);
-		path_pop(pp, old);
+		if (!put_bytes(out, true, &e->key))
+			return pack_nomem(pp, err);
+		size_t old = pp_push_key(pp, &e->key);
+		int rc = pack_value(&e->value, out, pp, depth + 1, err);
+		pp_pop(pp, old);
 		if (rc)
 			return rc;
 	}
 	return 0;
 }
 
-static int pack_array(const amqp_array_t *a, msgpack_packer *pk, path *pp, int depth,
+static int pack_array(const amqp_array_t *a, msgpack_sbuffer *out, path *pp, int depth,
 		      warren_error *err)
 {
 	if (depth > BROKER_HEADERS_MAX_DEPTH)
-		return warren_error_set(err, WARREN_ELIMIT, "header '%s': nested deeper than %d",
-					pp->buf, BROKER_HEADERS_MAX_DEPTH);
+		return pack_error(pp, err, WARREN_ELIMIT, "header '%s': nested deeper than %d",
+				  BROKER_HEADERS_MAX_DEPTH);
 	int n = a->num_entries > 0 ? a->num_entries : 0;
-	msgpack_pack_array(pk, (size_t)n);
+	if (!put_container(out, 0x90, 0xdc, (uint32_t)n))
+		return pack_nomem(pp, err);
 	for (int i = 0; i < n; i++) {
-		size_t old = path_push_index(pp, (size_t)i);
-		int rc = pack_value(&a->entries[i], pk, pp, depth + 1, err);
-		path_pop(pp, old);
+		size_t old = pp_push_index(pp, (size_t)i);
+		int rc = pack_value(&a->entries[i], out, pp, depth + 1, err);
+		pp_pop(pp, old);
 		if (rc)
 			return rc;
 	}
 	return 0;
 }
 
-static void pack_bytes(const amqp_bytes_t *b, bool as_str, msgpack_packer *pk)
-{
-	if (as_str)
-		msgpack_pack_str_with_body(pk, b->bytes, b->len);
-	else
-		msgpack_pack_bin_with_body(pk, b->bytes, b->len);
-}
-
-static int pack_value(const amqp_field_value_t *v, msgpack_packer *pk, path *pp, int depth,
-		      warren_error *err)
+/* A scalar of a kind pack_value checked; false when out of memory. */
+static bool pack_scalar(const amqp_field_value_t *v, msgpack_sbuffer *out)
 {
 	switch (v->kind) {
-	case AMQP_FIELD_KIND_BOOLEAN:
-		return v->value.boolean ? msgpack_pack_true(pk) : msgpack_pack_false(pk), 0;
-	case AMQP_FIELD_KIND_I8: return msgpack_pack_int8(pk, v->value.i8), 0;
-	case AMQP_FIELD_KIND_U8: return msgpack_pack_uint8(pk, v->value.u8), 0;
-	case AMQP_FIELD_KIND_I16: return msgpack_pack_int16(pk, v->value.i16), 0;
-	case AMQP_FIELD_KIND_U16: return msgpack_pack_uint16(pk, v->value.u16), 0;
-	case AMQP_FIELD_KIND_I32: return msgpack_pack_int32(pk, v->value.i32), 0;
-	case AMQP_FIELD_KIND_U32: return msgpack_pack_uint32(pk, v->value.u32), 0;
-	case AMQP_FIELD_KIND_I64: return msgpack_pack_int64(pk, v->value.i64), 0;
+	case AMQP_FIELD_KIND_BOOLEAN: return put_head(out, v->value.boolean ? 0xc3 : 0xc2, 0, 0);
+	case AMQP_FIELD_KIND_I8: return put_int(out, v->value.i8);
+	case AMQP_FIELD_KIND_U8: return put_uint(out, v->value.u8);
+	case AMQP_FIELD_KIND_I16: return put_int(out, v->value.i16);
+	case AMQP_FIELD_KIND_U16: return put_uint(out, v->value.u16);
+	case AMQP_FIELD_KIND_I32: return put_int(out, v->value.i32);
+	case AMQP_FIELD_KIND_U32: return put_uint(out, v->value.u32);
+	case AMQP_FIELD_KIND_I64: return put_int(out, v->value.i64);
 	/* py-amqp writes signed 64-bit ints as 'L', which rabbitmq-c calls U64. */
-	case AMQP_FIELD_KIND_U64: return msgpack_pack_int64(pk, (int64_t)v->value.u64), 0;
-	case AMQP_FIELD_KIND_F32: return msgpack_pack_float(pk, v->value.f32), 0;
-	case AMQP_FIELD_KIND_F64: return msgpack_pack_double(pk, v->value.f64), 0;
+	case AMQP_FIELD_KIND_U64: return put_int(out, (int64_t)v->value.u64);
+	case AMQP_FIELD_KIND_F32: return put_float(out, v->value.f32);
+	case AMQP_FIELD_KIND_F64: return put_double(out, v->value.f64);
 	case AMQP_FIELD_KIND_DECIMAL: {
 		/* py-amqp reads the value as signed; so do we. */
 		double d = (double)(int32_t)v->value.decimal.value;
 		for (int i = 0; i < v->value.decimal.decimals; i++)
 			d /= 10.0;
-		return msgpack_pack_double(pk, d), 0;
+		return put_double(out, d);
 	}
 	case AMQP_FIELD_KIND_UTF8:
-		pack_bytes(&v->value.bytes, valid_utf8(v->value.bytes.bytes, v->value.bytes.len), pk);
-		return 0;
-	case AMQP_FIELD_KIND_BYTES:
-		pack_bytes(&v->value.bytes, false, pk);
-		return 0;
-	case AMQP_FIELD_KIND_TIMESTAMP: return msgpack_pack_uint64(pk, v->value.u64), 0;
-	case AMQP_FIELD_KIND_VOID: return msgpack_pack_nil(pk), 0;
-	case AMQP_FIELD_KIND_ARRAY: return pack_array(&v->value.array, pk, pp, depth, err);
-	case AMQP_FIELD_KIND_TABLE: return pack_table(&v->value.table, pk, pp, depth, err);
+		return put_bytes(out, valid_utf8(v->value.bytes.bytes, v->value.bytes.len),
+				 &v->value.bytes);
+	case AMQP_FIELD_KIND_BYTES: return put_bytes(out, false, &v->value.bytes);
+	case AMQP_FIELD_KIND_TIMESTAMP: return put_uint(out, v->value.u64);
+	default: return put_head(out, 0xc0, 0, 0); /* AMQP_FIELD_KIND_VOID */
 	}
-	return warren_error_set(err, WARREN_EDECODE, "header '%s': unknown AMQP field type '%c'",
-				pp->buf, v->kind >= 0x20 && v->kind < 0x7f ? v->kind : '?');
 }
 
-int broker_headers_to_msgpack(const amqp_table_t *t, msgpack_packer *pk, warren_error *err)
+static int pack_value(const amqp_field_value_t *v, msgpack_sbuffer *out, path *pp, int depth,
+		      warren_error *err)
 {
-	path p = {.len = 0};
-	return pack_table(t, pk, &p, 1, err);
+	switch (v->kind) {
+	case AMQP_FIELD_KIND_ARRAY: return pack_array(&v->value.array, out, pp, depth, err);
+	case AMQP_FIELD_KIND_TABLE: return pack_table(&v->value.table, out, pp, depth, err);
+	case AMQP_FIELD_KIND_BOOLEAN: case AMQP_FIELD_KIND_I8: case AMQP_FIELD_KIND_U8:
+	case AMQP_FIELD_KIND_I16: case AMQP_FIELD_KIND_U16: case AMQP_FIELD_KIND_I32:
+	case AMQP_FIELD_KIND_U32: case AMQP_FIELD_KIND_I64: case AMQP_FIELD_KIND_U64:
+	case AMQP_FIELD_KIND_F32: case AMQP_FIELD_KIND_F64: case AMQP_FIELD_KIND_DECIMAL:
+	case AMQP_FIELD_KIND_UTF8: case AMQP_FIELD_KIND_BYTES: case AMQP_FIELD_KIND_TIMESTAMP:
+	case AMQP_FIELD_KIND_VOID:
+		return pack_scalar(v, out) ? 0 : pack_nomem(pp, err);
+	}
+	return pack_error(pp, err, WARREN_EDECODE, "header '%s': unknown AMQP field type '%c'",
+			  v->kind >= 0x20 && v->kind < 0x7f ? v->kind : '?');
+}
+
+int broker_headers_to_msgpack(const amqp_table_t *t, msgpack_sbuffer *out, warren_error *err)
+{
+	size_t start = out->size;
+	int rc = pack_table(t, out, NULL, 1, err);
+	if (rc) {
+		/* Again with a path, for the message naming the header at fault. */
+		path p = {.len = 0};
+		out->size = start;
+		rc = pack_table(t, out, &p, 1, err);
+		out->size = start;
+	}
+	return rc;
 }

@@ -46,9 +46,10 @@ int broker_headers_from_msgpack(const msgpack_object *map, amqp_pool_t *pool,
 int broker_headers_from_packed(const void *buf, size_t len, amqp_pool_t *pool,
 			       amqp_table_t *out, warren_error *err);
 
-/* AMQP table -> msgpack map written to pk; every field type rabbitmq-c
- * decodes is accepted (see headers.c for the mapping). */
-int broker_headers_to_msgpack(const amqp_table_t *t, msgpack_packer *pk, warren_error *err);
+/* AMQP table -> msgpack map appended to out (its size grows; on error it is
+ * left as it was); every field type rabbitmq-c decodes is accepted (see
+ * headers.c for the mapping). */
+int broker_headers_to_msgpack(const amqp_table_t *t, msgpack_sbuffer *out, warren_error *err);
 
 /* ---- conn.c ------------------------------------------------------------- */
 
@@ -85,6 +86,14 @@ typedef struct broker_event_node {
 	broker_event ev;
 } broker_event_node;
 
+/* A message's content as read_content (conn.c) leaves it: properties as
+ * rabbitmq-c decoded them and the body, both borrowed from the connection
+ * until its next frame wait. */
+typedef struct broker_content {
+	const amqp_basic_properties_t *props;
+	amqp_bytes_t body;
+} broker_content;
+
 /* Topology declared so far, deep-copied, for re-declaring after a reconnect. */
 typedef struct broker_topology_rec {
 	broker_exchange *exchanges;
@@ -94,6 +103,8 @@ typedef struct broker_topology_rec {
 	broker_binding *bindings;
 	size_t n_bindings;
 } broker_topology_rec;
+
+#define BROKER_HELD_MAX 64
 
 struct broker_conn {
 	broker_conn_opts opts;   /* strings point into owned copies below */
@@ -109,6 +120,12 @@ struct broker_conn {
 	char lost_reason[WARREN_ERROR_MSG_MAX]; /* why the last connection ended */
 
 	amqp_pool_t pool;        /* per-publish scratch: header tables */
+	void *content_body;      /* read_content: a body split over frames, gathered */
+	size_t content_cap;
+	amqp_frame_t held[BROKER_HELD_MAX]; /* other channels' frames read inside a
+					      * message, for the pump to dispatch next */
+	size_t n_held;
+	msgpack_sbuffer headers_scratch; /* consume.c: a delivery's headers, packed */
 
 	/* publisher: a ring of pending messages in publish order whose tags
 	 * are contiguous from ring[head] */
@@ -167,7 +184,7 @@ int broker_publish_setup(broker_conn *c, warren_error *err);
 int broker_publish_resend(broker_conn *c, warren_error *err);
 void broker_publish_on_ack(broker_conn *c, uint64_t tag, bool multiple, broker_outcome o);
 void broker_publish_on_return(broker_conn *c, const amqp_basic_return_t *r,
-			      const amqp_message_t *m);
+			      const broker_content *m);
 void broker_publish_fail_all(broker_conn *c, const char *why);
 /* The broker closed the publish channel (reply text given): messages to the
  * exchange it names are settled NACKED; the rest are sent again. */
@@ -176,7 +193,7 @@ void broker_publish_release(broker_conn *c);
 
 int broker_consume_resume(broker_conn *c, warren_error *err);
 void broker_consume_on_deliver(broker_conn *c, const amqp_basic_deliver_t *d,
-			       const amqp_message_t *m);
+			       const broker_content *m);
 void broker_consume_on_cancel(broker_conn *c, const amqp_basic_cancel_t *cancel);
 void broker_consume_release(broker_conn *c);
 void broker_event_push(broker_conn *c, const broker_event *ev);

@@ -154,7 +154,7 @@ static bool bytes_eq(amqp_bytes_t b, const void *p, size_t n)
 }
 
 void broker_publish_on_return(broker_conn *c, const amqp_basic_return_t *r,
-			      const amqp_message_t *msg)
+			      const broker_content *msg)
 {
 	for (size_t k = 0; k < c->count; k++) {
 		broker_pending *m = slot(c, k);

@@ -89,7 +89,7 @@ Test(broker_headers, every_msgpack_type_to_amqp)
 	packed back;
 	packed_init(&back);
 	warren_error err = {0};
-	cr_assert_eq(broker_headers_to_msgpack(&t, &back.pk, &err), 0, "%s", err.msg);
+	cr_assert_eq(broker_headers_to_msgpack(&t, &back.sb, &err), 0, "%s", err.msg);
 	msgpack_unpacked u;
 	msgpack_unpacked_init(&u);
 	cr_assert_eq(msgpack_unpack_next(&u, back.sb.data, back.sb.size, NULL), MSGPACK_UNPACK_SUCCESS);
@@ -120,7 +120,7 @@ static msgpack_object decode_one(amqp_field_value_t v, msgpack_unpacked *u, pack
 	amqp_table_t t = {.num_entries = 1, .entries = &e};
 	packed_init(p);
 	warren_error err = {0};
-	cr_assert_eq(broker_headers_to_msgpack(&t, &p->pk, &err), 0, "%s", err.msg);
+	cr_assert_eq(broker_headers_to_msgpack(&t, &p->sb, &err), 0, "%s", err.msg);
 	msgpack_unpacked_init(u);
 	cr_assert_eq(msgpack_unpack_next(u, p->sb.data, p->sb.size, NULL), MSGPACK_UNPACK_SUCCESS);
 	return u->data.via.map.ptr[0].val;
@@ -199,7 +199,7 @@ Test(broker_headers, decode_rejects_unknown_type_naming_the_key)
 	packed p;
 	packed_init(&p);
 	warren_error err = {0};
-	cr_expect_eq(broker_headers_to_msgpack(&t, &p.pk, &err), WARREN_EDECODE);
+	cr_expect_eq(broker_headers_to_msgpack(&t, &p.sb, &err), WARREN_EDECODE);
 	cr_expect_str_eq(err.msg, "header 'k[0]': unknown AMQP field type 'Z'");
 	msgpack_sbuffer_destroy(&p.sb);
 }
@@ -214,7 +214,7 @@ Test(broker_headers, decode_limits_depth)
 	packed p;
 	packed_init(&p);
 	warren_error err = {0};
-	cr_expect_eq(broker_headers_to_msgpack(&t, &p.pk, &err), WARREN_ELIMIT);
+	cr_expect_eq(broker_headers_to_msgpack(&t, &p.sb, &err), WARREN_ELIMIT);
 	cr_expect(strstr(err.msg, "nested deeper than 32"), "%s", err.msg);
 	msgpack_sbuffer_destroy(&p.sb);
 }
@@ -316,7 +316,7 @@ Test(broker_headers, celery_like_headers_round_trip_through_the_wire_codec)
 	packed out;
 	packed_init(&out);
 	warren_error err = {0};
-	cr_assert_eq(broker_headers_to_msgpack(&back, &out.pk, &err), 0, "%s", err.msg);
+	cr_assert_eq(broker_headers_to_msgpack(&back, &out.sb, &err), 0, "%s", err.msg);
 	cr_expect_eq(out.sb.size, p.sb.size);
 	cr_expect_eq(memcmp(out.sb.data, p.sb.data, p.sb.size), 0, "bytes differ after the round trip");
 	msgpack_sbuffer_destroy(&out.sb);
