@@ -37,6 +37,8 @@ typedef struct unpacker {
 	const char *what;
 	msgpack_zone *zone;
 	warren_error *err;
+	schema_span *spans; /* of the root array's elements, n_spans at most */
+	size_t n_spans;
 } unpacker;
 
 /* Appends one step to buf, as [3], ["chain"] or [key 2]. */
@@ -212,9 +214,12 @@ static int unpack_array(unpacker *u, const uint8_t *at, unsigned depth,
 	out->via.array.ptr = items;
 	for (size_t i = 0; i < count; i++) {
 		path_step step = { .up = s, .kind = STEP_INDEX, .index = i };
+		size_t off = (size_t)(u->pos - u->start);
 		rc = unpack_value(u, depth + 1, &step, &items[i]);
 		if (rc)
 			return rc;
+		if (depth == 0 && i < u->n_spans)
+			u->spans[i] = (schema_span){off, (size_t)(u->pos - u->start) - off};
 	}
 	return 0;
 }
@@ -369,6 +374,13 @@ int schema_unpack(const void *data, size_t len, const schema_limits *lim,
 		  const char *what, msgpack_zone *zone, msgpack_object *out,
 		  warren_error *err)
 {
+	return schema_unpack_spans(data, len, lim, what, zone, out, NULL, 0, err);
+}
+
+int schema_unpack_spans(const void *data, size_t len, const schema_limits *lim,
+			const char *what, msgpack_zone *zone, msgpack_object *out,
+			schema_span *spans, size_t n_spans, warren_error *err)
+{
 	if (len > lim->max_body)
 		return warren_error_set(err, WARREN_ELIMIT, "%s: %zu bytes over the %zu limit",
 					what, len, lim->max_body);
@@ -377,6 +389,7 @@ int schema_unpack(const void *data, size_t len, const schema_limits *lim,
 		.lim = lim, .what = what, .zone = zone, .err = err,
 		.max_depth = lim->max_depth > SCHEMA_DEPTH_CEILING ?
 			SCHEMA_DEPTH_CEILING : lim->max_depth,
+		.spans = spans, .n_spans = n_spans,
 	};
 	if (len == 0)
 		return warren_error_set(err, WARREN_EDECODE, "%s: empty", what);

@@ -63,6 +63,18 @@ int schema_unpack(const void *data, size_t len, const schema_limits *lim,
 		  const char *what, msgpack_zone *zone, msgpack_object *out,
 		  warren_error *err);
 
+/* Where a value lies in the bytes it was unpacked from. */
+typedef struct schema_span {
+	size_t off, len;
+} schema_span;
+
+/* schema_unpack, and when the value is an array, spans[i] (i < n_spans and
+ * i < its size) is where element i lies in data: a part can then be passed
+ * on as the bytes it came in, without packing it again. */
+int schema_unpack_spans(const void *data, size_t len, const schema_limits *lim,
+			const char *what, msgpack_zone *zone, msgpack_object *out,
+			schema_span *spans, size_t n_spans, warren_error *err);
+
 /* ==== task messages (schemas/task.c, schemas/signature.c) ==== */
 
 /* One Celery protocol v2 task message as Celery 5.2 sends it (celery/app/amqp.py
@@ -145,6 +157,7 @@ typedef struct schema_task_msg {
 	/* body [args, kwargs, embed] */
 	msgpack_object args;   /* array */
 	msgpack_object kwargs; /* map */
+	schema_span args_span, kwargs_span; /* their bytes in the body decoded */
 	schema_signature *callbacks; /* embed.callbacks (link); n == 0: nil */
 	size_t n_callbacks;
 	schema_signature *errbacks;  /* embed.errbacks (link_error) */
@@ -153,7 +166,8 @@ typedef struct schema_task_msg {
 	size_t n_chain;
 	schema_signature *chord;     /* embed.chord: the chord body; NULL if none */
 
-	msgpack_zone *zone;          /* owns everything above */
+	msgpack_zone *zone;          /* owns everything above (&zone_store) */
+	msgpack_zone zone_store;     /* in the message: one allocation fewer */
 } schema_task_msg;
 
 /* Decodes one delivered task message. props, headers (a packed msgpack map,

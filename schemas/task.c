@@ -36,31 +36,56 @@ typedef enum header_kind {
 
 typedef struct header_spec {
 	const char *name;
+	size_t name_len;
 	header_kind kind;
 	size_t offset;     /* of the field in schema_task_msg */
 	size_t has_offset; /* HEADER_OPT_UINT: of its has_ flag */
 } header_spec;
 
 #define FIELD(f) offsetof(schema_task_msg, f)
+#define NAME(s) s, sizeof s - 1
 
 static const header_spec header_specs[] = {
-	{ "lang", HEADER_STR, FIELD(lang), 0 },
-	{ "task", HEADER_REQ_STR, FIELD(task), 0 },
-	{ "id", HEADER_REQ_STR, FIELD(id), 0 },
-	{ "shadow", HEADER_STR, FIELD(shadow), 0 },
-	{ "eta", HEADER_STR, FIELD(eta), 0 },
-	{ "expires", HEADER_STR, FIELD(expires), 0 },
-	{ "group", HEADER_STR, FIELD(group), 0 },
-	{ "group_index", HEADER_OPT_UINT, FIELD(group_index), FIELD(has_group_index) },
-	{ "retries", HEADER_UINT, FIELD(retries), 0 },
-	{ "timelimit", HEADER_TIMELIMIT, 0, 0 },
-	{ "root_id", HEADER_STR, FIELD(root_id), 0 },
-	{ "parent_id", HEADER_STR, FIELD(parent_id), 0 },
-	{ "argsrepr", HEADER_STR, FIELD(argsrepr), 0 },
-	{ "kwargsrepr", HEADER_STR, FIELD(kwargsrepr), 0 },
-	{ "origin", HEADER_STR, FIELD(origin), 0 },
-	{ "ignore_result", HEADER_BOOL, FIELD(ignore_result), 0 },
+	{ NAME("lang"), HEADER_STR, FIELD(lang), 0 },
+	{ NAME("task"), HEADER_REQ_STR, FIELD(task), 0 },
+	{ NAME("id"), HEADER_REQ_STR, FIELD(id), 0 },
+	{ NAME("shadow"), HEADER_STR, FIELD(shadow), 0 },
+	{ NAME("eta"), HEADER_STR, FIELD(eta), 0 },
+	{ NAME("expires"), HEADER_STR, FIELD(expires), 0 },
+	{ NAME("group"), HEADER_STR, FIELD(group), 0 },
+	{ NAME("group_index"), HEADER_OPT_UINT, FIELD(group_index), FIELD(has_group_index) },
+	{ NAME("retries"), HEADER_UINT, FIELD(retries), 0 },
+	{ NAME("timelimit"), HEADER_TIMELIMIT, 0, 0 },
+	{ NAME("root_id"), HEADER_STR, FIELD(root_id), 0 },
+	{ NAME("parent_id"), HEADER_STR, FIELD(parent_id), 0 },
+	{ NAME("argsrepr"), HEADER_STR, FIELD(argsrepr), 0 },
+	{ NAME("kwargsrepr"), HEADER_STR, FIELD(kwargsrepr), 0 },
+	{ NAME("origin"), HEADER_STR, FIELD(origin), 0 },
+	{ NAME("ignore_result"), HEADER_BOOL, FIELD(ignore_result), 0 },
 };
+
+/* The header_specs index of a key, or -1: picked by length (and a letter),
+ * then one memcmp; this runs for every header of every task. The indices
+ * follow header_specs' order; the fixture tests decode every header. */
+static int header_index(const char *k, size_t n)
+{
+	int i;
+	switch (n) {
+	case 2: i = 2; break;                                       /* id */
+	case 3: i = 4; break;                                       /* eta */
+	case 4: i = k[0] == 'l' ? 0 : 1; break;                     /* lang, task */
+	case 5: i = 6; break;                                       /* group */
+	case 6: i = k[0] == 's' ? 3 : 14; break;                    /* shadow, origin */
+	case 7: i = k[0] == 'e' ? 5 : k[1] == 'e' ? 8 : 10; break;  /* expires, retries, root_id */
+	case 8: i = 12; break;                                      /* argsrepr */
+	case 9: i = k[0] == 't' ? 9 : 11; break;                    /* timelimit, parent_id */
+	case 10: i = 13; break;                                     /* kwargsrepr */
+	case 11: i = 7; break;                                      /* group_index */
+	case 13: i = 15; break;                                     /* ignore_result */
+	default: return -1;
+	}
+	return memcmp(header_specs[i].name, k, n) == 0 ? i : -1;
+}
 
 static int fail_header_type(warren_error *err, const char *name, const char *want,
 			    const msgpack_object *v)
@@ -69,16 +94,15 @@ static int fail_header_type(warren_error *err, const char *name, const char *wan
 				name, schema_obj_type_name(v), want);
 }
 
-/* Copies a str into the zone, refusing embedded NULs (a task name "add\0x"
- * must not silently become "add"). */
-static int copy_str(schema_task_msg *msg, const msgpack_object *v, const char *what,
-		    const char *name, const char **out, warren_error *err)
+/* A header str as a C string, refusing embedded NULs (a task name "add\0x"
+ * must not silently become "add"). No copy: schema_unpack put the bytes in
+ * msg->zone already, NUL-terminated. */
+static int take_str(const msgpack_object *v, const char *name, const char **out,
+		    warren_error *err)
 {
 	if (memchr(v->via.str.ptr, '\0', v->via.str.size))
-		return warren_error_set(err, WARREN_EDECODE, "%s '%s' holds a NUL byte", what, name);
-	*out = schema_zone_strndup(msg->zone, v->via.str.ptr, v->via.str.size);
-	if (!*out)
-		return warren_error_set(err, WARREN_ENOMEM, "%s '%s': out of memory", what, name);
+		return warren_error_set(err, WARREN_EDECODE, "header '%s' holds a NUL byte", name);
+	*out = v->via.str.ptr;
 	return 0;
 }
 
@@ -135,7 +159,7 @@ static int decode_header(schema_task_msg *msg, const header_spec *spec,
 			return 0;
 		if (v->type != MSGPACK_OBJECT_STR)
 			return fail_header_type(err, spec->name, "str", v);
-		return copy_str(msg, v, "header", spec->name, (const char **)field, err);
+		return take_str(v, spec->name, (const char **)field, err);
 	case HEADER_UINT:
 	case HEADER_OPT_UINT:
 		if (absent)
@@ -169,8 +193,20 @@ static int decode_headers(schema_task_msg *msg, const void *headers, size_t len,
 	if (map.type != MSGPACK_OBJECT_MAP)
 		return warren_error_set(err, WARREN_EDECODE, "headers: %s, not a map",
 					schema_obj_type_name(&map));
-	for (size_t i = 0; i < sizeof header_specs / sizeof header_specs[0]; i++) {
-		rc = decode_header(msg, &header_specs[i], schema_map_get(&map, header_specs[i].name), err);
+	/* One pass over the map (the first of duplicate keys wins, as with
+	 * schema_map_get), then each header in spec order, so errors come in the
+	 * same order whatever the sender's key order. */
+	enum { N_SPECS = sizeof header_specs / sizeof header_specs[0] };
+	const msgpack_object *found[N_SPECS] = {0};
+	for (uint32_t k = 0; k < map.via.map.size; k++) {
+		const msgpack_object *key = &map.via.map.ptr[k].key;
+		int i = key->type == MSGPACK_OBJECT_STR
+				? header_index(key->via.str.ptr, key->via.str.size) : -1;
+		if (i >= 0 && !found[i])
+			found[i] = &map.via.map.ptr[k].val;
+	}
+	for (size_t i = 0; i < N_SPECS; i++) {
+		rc = decode_header(msg, &header_specs[i], found[i], err);
 		if (rc)
 			return rc;
 	}
@@ -269,7 +305,8 @@ static int decode_body(schema_task_msg *msg, const void *body, size_t len,
 		       const schema_limits *lim, warren_error *err)
 {
 	msgpack_object root;
-	int rc = schema_unpack(body, len, lim, "body", msg->zone, &root, err);
+	schema_span spans[2] = {{0, 0}, {0, 0}};
+	int rc = schema_unpack_spans(body, len, lim, "body", msg->zone, &root, spans, 2, err);
 	if (rc)
 		return rc;
 	/* A Python worker unpacks `args, kwargs, embed = body`; anything but
@@ -290,6 +327,8 @@ static int decode_body(schema_task_msg *msg, const void *body, size_t len,
 					schema_obj_type_name(&parts[1]));
 	msg->args = parts[0];
 	msg->kwargs = parts[1];
+	msg->args_span = spans[0];
+	msg->kwargs_span = spans[1];
 	return decode_embed(msg, &parts[2], err);
 }
 
@@ -298,11 +337,11 @@ static schema_task_msg *msg_alloc(void)
 	schema_task_msg *msg = calloc(1, sizeof *msg);
 	if (!msg)
 		return NULL;
-	msg->zone = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE);
-	if (!msg->zone) {
+	if (!msgpack_zone_init(&msg->zone_store, MSGPACK_ZONE_CHUNK_SIZE)) {
 		free(msg);
 		return NULL;
 	}
+	msg->zone = &msg->zone_store;
 	return msg;
 }
 
@@ -331,7 +370,7 @@ void schema_task_msg_free(schema_task_msg *msg)
 {
 	if (!msg)
 		return;
-	msgpack_zone_free(msg->zone);
+	msgpack_zone_destroy(&msg->zone_store);
 	free(msg);
 }
 

@@ -345,6 +345,21 @@ static int pack_object(const msgpack_object *o, void **out, size_t *len)
 	return 0;
 }
 
+/* A part of the body as the pool needs it, packed: the bytes it came in when
+ * the decoder saw where they lie (no packing again), else packed from o. */
+static int job_part(const loop_task *t, const msgpack_object *o, schema_span span, void **out,
+		    size_t *len)
+{
+	if (!span.len || span.off + span.len > t->msg->body_len)
+		return pack_object(o, out, len);
+	*out = malloc(span.len);
+	if (!*out)
+		return WARREN_ENOMEM;
+	memcpy(*out, (const char *)t->msg->body + span.off, span.len);
+	*len = span.len;
+	return 0;
+}
+
 static pool_job *job_new(loop *l, loop_task *t)
 {
 	pool_job *job = calloc(1, sizeof *job);
@@ -369,8 +384,8 @@ static pool_job *job_new(loop *l, loop_task *t)
 								   : t->conf.time_limit;
 	if (!job->task_id || !job->task_name ||
 	    (t->msg->headers_len && !job->headers) ||
-	    pack_object(&tm->args, &job->args, &job->args_len) != 0 ||
-	    pack_object(&tm->kwargs, &job->kwargs, &job->kwargs_len) != 0) {
+	    job_part(t, &tm->args, tm->args_span, &job->args, &job->args_len) != 0 ||
+	    job_part(t, &tm->kwargs, tm->kwargs_span, &job->kwargs, &job->kwargs_len) != 0) {
 		pool_job_free(job);
 		return NULL;
 	}

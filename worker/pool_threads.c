@@ -25,6 +25,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,10 @@ typedef struct threads_pool {
 	int efd;
 	bool efd_set;          /* efd written and not yet read back: saves the loop a
 				* read() syscall per take that finds nothing (two a turn) */
+	atomic_int unjoined;   /* threads returned and not joined: tick checks this
+				* before taking the mutex (once per turn otherwise) */
+	job_list mine;         /* the loop's: done jobs taken in one go, handed out
+				* by take_done without the mutex */
 } threads_pool;
 
 static void list_push(job_list *l, job_node *n)
@@ -227,6 +232,7 @@ static void *thread_main(void *arg)
 		pthread_cond_broadcast(&tp->idle);
 	}
 	tp->finished[index] = true;
+	atomic_fetch_add(&tp->unjoined, 1);
 	pthread_cond_broadcast(&tp->idle);
 	pthread_mutex_unlock(&tp->mu);
 	return NULL;
@@ -302,6 +308,8 @@ static int start_threads(threads_pool *tp, int n, warren_error *err)
 /* Joins the threads that left after a shrink (loop thread). */
 static void join_finished(threads_pool *tp)
 {
+	if (atomic_load(&tp->unjoined) == 0)
+		return;
 	for (int i = 0; i < tp->started; i++) {
 		pthread_mutex_lock(&tp->mu);
 		bool done = tp->finished[i] && !tp->joined[i];
@@ -309,6 +317,7 @@ static void join_finished(threads_pool *tp)
 		if (!done)
 			continue;
 		pthread_join(tp->threads[i], NULL);
+		atomic_fetch_sub(&tp->unjoined, 1);
 		pthread_mutex_lock(&tp->mu);
 		tp->joined[i] = true;
 		pthread_mutex_unlock(&tp->mu);
@@ -375,18 +384,26 @@ static int threads_submit(void *impl, pool_job *job, warren_error *err)
 	return 0;
 }
 
+/* Takes every done job in one go into `mine` and hands them out from there,
+ * so the loop takes the mutex twice per batch, not once per job (it contends
+ * with the threads). The eventfd is reset only when both lists are empty:
+ * it stays readable while take_done has a job to give back. */
 static pool_job *threads_take_done(void *impl)
 {
 	threads_pool *tp = impl;
-	pthread_mutex_lock(&tp->mu);
-	job_node *n = list_pop(&tp->done);
-	if (tp->done.n == 0 && tp->efd_set) {
-		uint64_t v;
-		ssize_t r = read(tp->efd, &v, sizeof v);
-		(void)r;
-		tp->efd_set = false;
+	if (!tp->mine.head) {
+		pthread_mutex_lock(&tp->mu);
+		tp->mine = tp->done;
+		tp->done = (job_list){0};
+		if (!tp->mine.head && tp->efd_set) {
+			uint64_t v;
+			ssize_t r = read(tp->efd, &v, sizeof v);
+			(void)r;
+			tp->efd_set = false;
+		}
+		pthread_mutex_unlock(&tp->mu);
 	}
-	pthread_mutex_unlock(&tp->mu);
+	job_node *n = list_pop(&tp->mine);
 	if (!n)
 		return NULL;
 	pool_job *job = n->job;
@@ -457,7 +474,7 @@ static size_t threads_pending(const void *impl)
 {
 	threads_pool *tp = (threads_pool *)impl;
 	pthread_mutex_lock(&tp->mu);
-	size_t n = tp->todo.n + tp->done.n + tp->running;
+	size_t n = tp->todo.n + tp->done.n + tp->mine.n + tp->running;
 	pthread_mutex_unlock(&tp->mu);
 	return n;
 }
@@ -551,6 +568,7 @@ static void threads_free(void *impl)
 		return; /* the detached threads still use tp: leave it to process exit */
 	free_list(&tp->todo);
 	free_list(&tp->done);
+	free_list(&tp->mine);
 	pthread_cond_destroy(&tp->idle);
 	pthread_cond_destroy(&tp->work);
 	pthread_mutex_destroy(&tp->mu);

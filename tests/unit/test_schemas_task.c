@@ -233,6 +233,28 @@ static void expect_matches_fixture(const schema_task_msg *m, const fixture *f)
 		expect_signature(m->chord, chord, "chord");
 }
 
+/* args_span and kwargs_span are where args and kwargs lie in the body: the
+ * bytes there unpack to the same values (the worker hands them on as is). */
+static void expect_spans_hold(const schema_task_msg *m, const fixture *f)
+{
+	const msgpack_object *parts[2] = {&m->args, &m->kwargs};
+	const schema_span spans[2] = {m->args_span, m->kwargs_span};
+	for (int i = 0; i < 2; i++) {
+		cr_assert(spans[i].len > 0 && spans[i].off + spans[i].len <= f->body_len,
+			  "span %d: %zu+%zu of %zu", i, spans[i].off, spans[i].len, f->body_len);
+		msgpack_unpacked u;
+		msgpack_unpacked_init(&u);
+		size_t used = 0;
+		cr_assert_eq(msgpack_unpack_next(&u, (const char *)f->body + spans[i].off,
+						 spans[i].len, &used), MSGPACK_UNPACK_SUCCESS);
+		cr_expect_eq(used, spans[i].len, "span %d holds one value exactly", i);
+		cr_expect(msgpack_object_equal(u.data, *parts[i]), "span %d: another value", i);
+		msgpack_unpacked_destroy(&u);
+	}
+	cr_expect_eq(m->args_span.off, 1, "args follow the body's array header");
+	cr_expect_eq(m->kwargs_span.off, m->args_span.off + m->args_span.len);
+}
+
 /* Decodes a fixture, checks every field, then re-encodes it and expects
  * Celery's exact bytes back: same key order, same int widths. */
 static void check_fixture(const char *name, bool same_bytes)
@@ -243,6 +265,7 @@ static void check_fixture(const char *name, bool same_bytes)
 	warren_error err = { 0 };
 	cr_assert_eq(fixture_decode(&f, &m, &err), 0, "%s: %s", name, err.msg);
 	expect_matches_fixture(m, &f);
+	expect_spans_hold(m, &f);
 
 	msgpack_sbuffer headers, body;
 	msgpack_sbuffer_init(&headers);
