@@ -9,11 +9,18 @@
  * count: worker.sh checks with rabbitmqctl that every message was acked
  * before it accepts the figure.
  *
- * Memory: every RSS_EVERY polls it sums VmRSS and VmHWM over PID and all its
- * descendants (/proc/<pid>/stat gives the parent), and keeps the peaks.
+ * Memory: every RSS_EVERY polls it sums VmRSS and VmHWM (/proc/<pid>/status)
+ * and Pss (/proc/<pid>/smaps_rollup) over PID and all its descendants
+ * (/proc/<pid>/stat gives the parent), and keeps the peaks. VmHWM is each
+ * process's own high-water mark, so its sum counts a page shared by the
+ * parent and its prefork children once per process. Pss charges every page
+ * to the processes mapping it in equal parts (a library page shared with
+ * unrelated processes on the machine too), so the summed Pss is what the
+ * tree costs the machine; there is no high-water mark for it, so its peak is
+ * the highest sample.
  *
  *   drain_watch HOST PORT QUEUE N PID TIMEOUT_S
- * prints "drained N in S s: R tasks/s rss_kb K hwm_kb H procs P".
+ * prints "drained N in S s: R tasks/s rss_kb K hwm_kb H pss_kb S procs P".
  * Built by bench/worker.sh with plain `cc ... -lrabbitmq`; not a test.
  */
 #if __has_include(<rabbitmq-c/amqp.h>)
@@ -86,8 +93,26 @@ static void mem_of(long pid, long *rss, long *hwm)
 	fclose(f);
 }
 
+/* Pss of one process, in kB (0 when it is gone). */
+static long pss_of(long pid)
+{
+	char path[64], line[256];
+	long pss = 0;
+	snprintf(path, sizeof path, "/proc/%ld/smaps_rollup", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof line, f))
+		if (!strncmp(line, "Pss:", 4)) {
+			pss = atol(line + 4);
+			break;
+		}
+	fclose(f);
+	return pss;
+}
+
 /* Sums memory over root and its descendants; returns how many processes. */
-static int tree_mem(long root, long *rss, long *hwm)
+static int tree_mem(long root, long *rss, long *hwm, long *pss)
 {
 	static long pids[MAX_PROCS], ppids[MAX_PROCS];
 	static long tree[MAX_PROCS];
@@ -109,13 +134,15 @@ static int tree_mem(long root, long *rss, long *hwm)
 		for (int k = 0; k < n && nt < MAX_PROCS; k++)
 			if (ppids[k] == tree[i])
 				tree[nt++] = pids[k];
-	*rss = *hwm = 0;
+	*rss = *hwm = *pss = 0;
 	int alive = 0;
 	for (int i = 0; i < nt; i++) {
 		long r, h;
 		mem_of(tree[i], &r, &h);
 		*rss += r;
 		*hwm += h;
+		if (r > 0)
+			*pss += pss_of(tree[i]);
 		alive += r > 0;
 	}
 	return alive;
@@ -141,7 +168,7 @@ int main(int argc, char **argv)
 	die_on(amqp_get_rpc_reply(c).reply_type != AMQP_RESPONSE_NORMAL, "channel open");
 
 	double t_begin = now_s(), t0 = 0, t1 = 0;
-	long rss_peak = 0, hwm_peak = 0;
+	long rss_peak = 0, hwm_peak = 0, pss_peak = 0;
 	int procs_peak = 0;
 	const struct timespec nap = {0, POLL_MS * 1000000L};
 	for (unsigned long i = 0;; i++) {
@@ -156,8 +183,8 @@ int main(int argc, char **argv)
 			break;
 		}
 		if (i % RSS_EVERY == 0) {
-			long rss, hwm;
-			int procs = tree_mem(pid, &rss, &hwm);
+			long rss, hwm, pss;
+			int procs = tree_mem(pid, &rss, &hwm, &pss);
 			if (!procs) {
 				fprintf(stderr, "drain_watch: process %ld is gone, %u still ready\n",
 					pid, ok->message_count);
@@ -165,6 +192,7 @@ int main(int argc, char **argv)
 			}
 			rss_peak = rss > rss_peak ? rss : rss_peak;
 			hwm_peak = hwm > hwm_peak ? hwm : hwm_peak;
+			pss_peak = pss > pss_peak ? pss : pss_peak;
 			procs_peak = procs > procs_peak ? procs : procs_peak;
 		}
 		if (t - t_begin > timeout) {
@@ -175,14 +203,15 @@ int main(int argc, char **argv)
 		nanosleep(&nap, NULL);
 	}
 	/* One last sample: the peak is often at the end. */
-	long rss, hwm;
-	int procs = tree_mem(pid, &rss, &hwm);
+	long rss, hwm, pss;
+	int procs = tree_mem(pid, &rss, &hwm, &pss);
 	rss_peak = rss > rss_peak ? rss : rss_peak;
 	hwm_peak = hwm > hwm_peak ? hwm : hwm_peak;
+	pss_peak = pss > pss_peak ? pss : pss_peak;
 	procs_peak = procs > procs_peak ? procs : procs_peak;
 	double secs = t1 - t0;
-	printf("drained %lu in %.3f s: %.0f tasks/s rss_kb %ld hwm_kb %ld procs %d\n", n, secs,
-	       secs > 0 ? n / secs : 0.0, rss_peak, hwm_peak, procs_peak);
+	printf("drained %lu in %.3f s: %.0f tasks/s rss_kb %ld hwm_kb %ld pss_kb %ld procs %d\n", n,
+	       secs, secs > 0 ? n / secs : 0.0, rss_peak, hwm_peak, pss_peak, procs_peak);
 	amqp_channel_close(c, 1, AMQP_REPLY_SUCCESS);
 	amqp_connection_close(c, AMQP_REPLY_SUCCESS);
 	amqp_destroy_connection(c);

@@ -13,11 +13,12 @@
 # are disabled on both sides (warren --result-backend none, Celery
 # CELERY_RESULT_BACKEND=disabled), prefetch multiplier 4 and log level warning
 # for all. bench/drain_watch.c times each drain from the first message taken to
-# an empty queue and samples the consumer's memory (VmRSS/VmHWM summed over the
-# process and its children); after each drain rabbitmqctl must show every
-# message acked. ROUNDS rounds; the table shows each peer's median rate and
-# highest memory, and the median of the per-round ratios. Not a test: `make
-# test` does not run it.
+# an empty queue and samples the consumer's memory (VmRSS/VmHWM and PSS summed
+# over the process and its children); after each drain rabbitmqctl must show
+# every message acked. ROUNDS rounds; the table shows each peer's median rate
+# and highest memory (summed VmHWM, which the aim is judged on, and summed
+# PSS, which counts pages shared between the processes once), and the median
+# of the per-round ratios. Not a test: `make test` does not run it.
 #
 #   bench/worker.sh [N] [ROUNDS]     (defaults 20000 3; needs build/ or $BUILD)
 set -euo pipefail
@@ -84,7 +85,7 @@ all_acked() {
 }
 
 # Runs consumer $1 (a label) as a command in the remaining args on queue
-# bench.$1 and appends "label rate hwm_kb" to $work/results.
+# bench.$1 and appends "label rate hwm_kb pss_kb" to $work/results.
 drain() {
 	local label=$1 q=bench.$1
 	shift
@@ -105,7 +106,7 @@ drain() {
 	kill -KILL -- "-$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
 	echo "  $label: $out"
-	echo "$label $(echo "$out" | awk '{print $6, $11}')" >>"$work/results"
+	echo "$label $(echo "$out" | awk '{print $6, $11, $13}')" >>"$work/results"
 }
 
 worker=("$build/bin/warren-worker" --broker "$url" --plugin "$build/plugins/test.so"
@@ -131,14 +132,14 @@ function median(arr, m,   i, j, t) {
 	for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (arr[j] < arr[i]) { t = arr[i]; arr[i] = arr[j]; arr[j] = t }
 	return m % 2 ? arr[(m + 1) / 2] : (arr[m / 2] + arr[m / 2 + 1]) / 2
 }
-{ cnt[$1]++; rate[$1, cnt[$1]] = $2; if ($3 > mem[$1]) mem[$1] = $3 }
+{ cnt[$1]++; rate[$1, cnt[$1]] = $2; if ($3 > mem[$1]) mem[$1] = $3; if ($4 > pss[$1]) pss[$1] = $4 }
 END {
 	split("raw threads prefork celery", order, " ")
-	printf "\n%-9s %12s %14s\n", "consumer", "tasks/s", "peak RSS (MB)"
+	printf "\n%-9s %12s %14s %14s\n", "consumer", "tasks/s", "peak RSS (MB)", "peak PSS (MB)"
 	for (i = 1; i <= 4; i++) {
 		l = order[i]
 		for (k = 1; k <= cnt[l]; k++) a[k] = rate[l, k]
-		printf "%-9s %12.0f %14.1f\n", l, median(a, cnt[l]), mem[l] / 1024
+		printf "%-9s %12.0f %14.1f %14.1f\n", l, median(a, cnt[l]), mem[l] / 1024, pss[l] / 1024
 	}
 	for (k = 1; k <= rounds; k++) {
 		tr[k] = rate["threads", k] / rate["raw", k]
@@ -150,6 +151,9 @@ END {
 	printf "prefork/celery %5.2f  (aim >= 3)\n", median(pc, rounds)
 	printf "RSS celery/threads %5.1f, celery/prefork %5.1f  (aim >= 10)\n",
 		mem["celery"] / mem["threads"], mem["celery"] / mem["prefork"]
+	printf "PSS celery/threads %5.1f, celery/prefork %5.1f\n",
+		pss["celery"] / pss["threads"], pss["celery"] / pss["prefork"]
 	printf "(rates: median of %d round(s), ratios: median of the per-round ratios;\n", rounds
-	printf " RSS: highest sum of VmHWM over the worker and its children)\n"
+	printf " RSS: highest sum of VmHWM over the worker and its children;\n"
+	printf " PSS: highest sampled sum of Pss (smaps_rollup) over the same processes)\n"
 }' "$work/results"

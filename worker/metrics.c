@@ -23,13 +23,26 @@
  * report is itself the sign that no task is being served.
  *
  * Process metrics come from /proc at scrape time, on the HTTP thread.
+ *
+ * libmicrohttpd is dlopen'd by metrics_new, not linked. Debian builds it
+ * against gnutls, which brings p11-kit, nettle, hogweed, gmp, tasn1,
+ * unistring and idn2 along: about 2.5 MB resident in the parent and 0.5 MB
+ * in every prefork child, in every worker, for an endpoint that is off
+ * unless configured. <microhttpd.h> still gives the types and constants
+ * (libmicrohttpd-dev stays a build dependency); the few functions called
+ * here go through the table `mhd`. The library is loaded once per process
+ * and never unloaded: the worker serves until it exits, and gnutls is not
+ * made to be unloaded (p11-kit is NODELETE). A worker asked to serve metrics
+ * that cannot load it fails to start, naming the library and dlerror().
  */
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -440,6 +453,95 @@ char *metrics_render(metrics *m)
 	return o.p;
 }
 
+/* ---- libmicrohttpd, loaded on demand ------------------------------------------ */
+
+/* The sonames tried in order: the runtime package's (libmicrohttpd12),
+ * then the development symlink. Bump the first with libmicrohttpd's ABI
+ * (its soname major), which <microhttpd.h> does not tell. */
+static const char *const mhd_sonames[] = {"libmicrohttpd.so.12", "libmicrohttpd.so"};
+#define N_SONAMES (sizeof mhd_sonames / sizeof mhd_sonames[0])
+
+/* Every libmicrohttpd function metrics.c calls. __typeof__ takes each type
+ * from <microhttpd.h>, so a pointer cannot disagree with the prototype. */
+typedef struct mhd_api {
+	void *handle;
+	__typeof__(MHD_start_daemon) *start_daemon;
+	__typeof__(MHD_stop_daemon) *stop_daemon;
+	__typeof__(MHD_create_response_from_buffer) *create_response_from_buffer;
+	__typeof__(MHD_add_response_header) *add_response_header;
+	__typeof__(MHD_queue_response) *queue_response;
+	__typeof__(MHD_destroy_response) *destroy_response;
+} mhd_api;
+
+static const struct {
+	const char *name;
+	size_t offset;
+} mhd_symbols[] = {
+	{"MHD_start_daemon", offsetof(mhd_api, start_daemon)},
+	{"MHD_stop_daemon", offsetof(mhd_api, stop_daemon)},
+	{"MHD_create_response_from_buffer", offsetof(mhd_api, create_response_from_buffer)},
+	{"MHD_add_response_header", offsetof(mhd_api, add_response_header)},
+	{"MHD_queue_response", offsetof(mhd_api, queue_response)},
+	{"MHD_destroy_response", offsetof(mhd_api, destroy_response)},
+};
+
+/* Filled once under mhd_lock, before the first daemon starts (and with it
+ * the HTTP thread that reads it), then only read. */
+static pthread_mutex_t mhd_lock = PTHREAD_MUTEX_INITIALIZER;
+static mhd_api mhd;
+
+void *(*metrics_dlopen)(const char *file, int mode) = dlopen;
+
+static int mhd_open(warren_error *err)
+{
+	char why[160] = "";
+	const char *soname = NULL;
+	void *handle = NULL;
+	for (size_t i = 0; i < N_SONAMES && !handle; i++) {
+		soname = mhd_sonames[i];
+		dlerror(); /* clear a stale message */
+		handle = metrics_dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+		if (!handle && i == 0) {
+			/* The runtime soname's reason is the one to report: the
+			 * fallback is only there on machines with the -dev package. */
+			const char *e = dlerror();
+			snprintf(why, sizeof why, "%s", e ? e : "unknown dlopen error");
+		}
+	}
+	if (!handle)
+		return warren_error_set(err, WARREN_ECONFIG,
+					"metrics: cannot load '%s' to serve /metrics: %s", mhd_sonames[0],
+					why);
+	int rc;
+	mhd_api api = {.handle = handle};
+	for (size_t i = 0; i < sizeof mhd_symbols / sizeof mhd_symbols[0]; i++) {
+		dlerror();
+		void *sym = dlsym(handle, mhd_symbols[i].name);
+		if (!sym) {
+			const char *e = dlerror();
+			rc = warren_error_set(err, WARREN_ECONFIG, "metrics: '%s' has no '%s': %s",
+					      soname, mhd_symbols[i].name, e ? e : "null symbol");
+			goto out_close;
+		}
+		/* dlsym() returns void *; ISO C has no cast from it to a function
+		 * pointer, POSIX guarantees the representation: copy the bits. */
+		memcpy((char *)&api + mhd_symbols[i].offset, &sym, sizeof sym);
+	}
+	mhd = api;
+	return 0;
+out_close:
+	dlclose(handle);
+	return rc;
+}
+
+static int mhd_load(warren_error *err)
+{
+	pthread_mutex_lock(&mhd_lock);
+	int rc = mhd.handle ? 0 : mhd_open(err);
+	pthread_mutex_unlock(&mhd_lock);
+	return rc;
+}
+
 /* ---- HTTP (libmicrohttpd's thread) ------------------------------------------ */
 
 static bool healthy(const metrics *m, const char **why)
@@ -463,14 +565,14 @@ static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, char *
 	if (!body)
 		return MHD_NO; /* out of memory: libmicrohttpd drops the connection */
 	struct MHD_Response *r =
-		MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+		mhd.create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
 	if (!r) {
 		free(body);
 		return MHD_NO;
 	}
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-	enum MHD_Result ret = MHD_queue_response(c, status, r);
-	MHD_destroy_response(r);
+	mhd.add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	enum MHD_Result ret = mhd.queue_response(c, status, r);
+	mhd.destroy_response(r);
 	return ret;
 }
 
@@ -533,6 +635,9 @@ int metrics_new(const metrics_options *o, metrics **out, warren_error *err)
 	if (o->port <= 0 || o->port > 65535)
 		return warren_error_set(err, WARREN_ECONFIG, "metrics: port %d out of range",
 					o->port);
+	rc = mhd_load(err);
+	if (rc != 0)
+		return rc;
 	metrics *m = calloc(1, sizeof *m);
 	if (!m)
 		return warren_error_set(err, WARREN_ENOMEM, "metrics: out of memory");
@@ -548,7 +653,7 @@ int metrics_new(const metrics_options *o, metrics **out, warren_error *err)
 	rc = listen_addr(m, &ss, &flags, err);
 	if (rc != 0)
 		goto out_mutex;
-	m->daemon = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, answer, m,
+	m->daemon = mhd.start_daemon(flags, (uint16_t)o->port, NULL, NULL, answer, m,
 				     MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 				     MHD_OPTION_CONNECTION_LIMIT, (unsigned)32,
 				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
@@ -571,7 +676,7 @@ void metrics_free(metrics *m)
 	if (!m)
 		return;
 	if (m->daemon)
-		MHD_stop_daemon(m->daemon); /* joins the HTTP thread */
+		mhd.stop_daemon(m->daemon); /* joins the HTTP thread */
 	for (size_t i = 0; i < m->n_tasks; i++)
 		free(m->tasks[i].name);
 	free(m->tasks);

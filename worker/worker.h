@@ -917,9 +917,14 @@ typedef struct metrics_options {
 	size_t consumers;     /* task queues consumed (healthz: one must stay) */
 } metrics_options;
 
-/* Starts the HTTP server thread. *out is freed by metrics_free (which
- * stops the thread first). WARREN_ECONFIG when it cannot listen. */
+/* Loads libmicrohttpd (dlopen'd on first use, see the top of metrics.c) and
+ * starts the HTTP server thread. *out is freed by metrics_free (which stops
+ * the thread first). WARREN_ECONFIG when the library cannot be loaded (the
+ * message names it and says dlerror()) or when it cannot listen. */
 int metrics_new(const metrics_options *o, metrics **out, warren_error *err);
+/* The seam metrics_new loads libmicrohttpd through: dlopen, unless a test
+ * puts a failing one in its place. */
+extern void *(*metrics_dlopen)(const char *file, int mode);
 void metrics_free(metrics *m);
 /* Counters the loop thread bumps. task names are copied. runtime < 0: no
  * histogram sample (the task never ran). */
