@@ -629,6 +629,9 @@ int broker_conn_pump(broker_conn *c, int timeout_ms, warren_error *err)
 		if (c->n_held) {
 			f = c->held[0];
 			memmove(c->held, c->held + 1, --c->n_held * sizeof *c->held);
+		} else if (handled && !amqp_frames_enqueued(c->amqp) &&
+			   !amqp_data_in_buffer(c->amqp)) {
+			break; /* a read now would mostly find nothing: the caller polls */
 		} else {
 			int st = amqp_simple_wait_frame_noblock(c->amqp, &f, handled ? &zero : &tv);
 			if (st == AMQP_STATUS_TIMEOUT)

@@ -285,9 +285,14 @@ static void on_event(loop *l, broker_event *ev)
 	broker_event_release(ev);
 }
 
+/* Takes the events the broker has for us. Once nothing is left in
+ * rabbitmq-c's buffer it stops rather than read the socket again (that read
+ * mostly finds nothing: a wasted syscall per turn); poll watches it next. */
 static void receive_all(loop *l)
 {
 	for (int i = 0; i < LOOP_RECEIVE_BUDGET && !l->cold; i++) {
+		if (i > 0 && !broker_conn_pending(l->conn))
+			return;
 		broker_event ev = {0};
 		warren_error err = {0};
 		int rc = broker_receive(l->conn, 0, &ev, &err);
@@ -347,8 +352,18 @@ static void turn(loop *l)
 		return;
 	if (rc > 0 && fds[1].revents)
 		pool_tick(l->pool);
-	/* Always: it also serves heartbeats and confirms, and reconnects. */
-	receive_all(l);
+	/* The broker is read when poll says so, when frames wait in rabbitmq-c's
+	 * buffer, when disconnected (the read reconnects), and at least every
+	 * LOOP_MAX_WAIT_MS (rabbitmq-c sends heartbeats inside its reads). Not
+	 * on a wake by the pool alone: that read would find nothing (EAGAIN),
+	 * one wasted syscall per turn. */
+	int64_t after = task_monotonic_ns();
+	if (rc == 0 || bfd < 0 || (fds[n - 1].revents && bfd >= 0) ||
+	    broker_conn_pending(l->conn) ||
+	    after - l->received_ns >= (int64_t)LOOP_MAX_WAIT_MS * 1000000) {
+		l->received_ns = after;
+		receive_all(l);
+	}
 	drain_done(l);
 	events_tick(l); /* heartbeat, task.multi flush, metrics gauges */
 }

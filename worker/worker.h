@@ -640,6 +640,7 @@ typedef struct loop {
 	bool draining;              /* warm shutdown started */
 	bool cold;
 	int64_t drain_deadline_ns;  /* 0: none */
+	int64_t received_ns;        /* loop.c: when the broker was last read */
 	uint64_t processed;
 	struct events *events;      /* celeryev dispatcher (events.c); NULL = off */
 	struct metrics *metrics;    /* Prometheus endpoint (metrics.c); NULL = off */
