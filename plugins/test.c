@@ -1,9 +1,10 @@
 /* plugins/test.c - tasks for tests and the benchmark: test.echo, test.noop,
- * test.sleep, test.fail, test.crash, test.flaky.
+ * test.sleep, test.fail, test.crash, test.flaky, test.crash_requeued.
  *
  * Each exercises one path of the worker: echo the wire types, noop the
  * per-task overhead, sleep time limits and in-flight work, fail FAILURE
- * results, crash prefork child loss, flaky retries.
+ * results, crash prefork child loss, flaky retries; crash_requeued is crash
+ * with reject_on_worker_lost on by the plugin (warren_register_ext).
  */
 #include <stdint.h>
 #include <time.h>
@@ -94,18 +95,21 @@ static int crash(warren_task *t)
 	return 0;
 }
 
-/* flaky(key, n): asks for a retry while fewer than n retries happened, then
- * returns the attempt number. key only names the caller's test. */
+/* flaky(key, n, countdown=0): asks for a retry in countdown seconds while
+ * fewer than n retries happened, then returns the attempt number. key only
+ * names the caller's test. */
 static int flaky(warren_task *t)
 {
 	const char *key;
 	size_t key_len;
 	int64_t n;
-	if (warren_task_arg_str(t, 0, &key, &key_len) != 0 || warren_task_arg_int(t, 1, &n) != 0)
+	double countdown;
+	if (warren_task_arg_str(t, 0, &key, &key_len) != 0 || warren_task_arg_int(t, 1, &n) != 0 ||
+	    warren_task_arg_float(t, 2, &countdown) != 0)
 		return -1;
 	int retries = warren_task_retries(t);
 	if (retries < n)
-		return warren_task_retry(t, 0);
+		return warren_task_retry(t, countdown);
 	msgpack_pack_int64(warren_task_result(t), (int64_t)retries + 1);
 	return 0;
 }
@@ -126,9 +130,10 @@ static const warren_task_schema crash_schema = {0};
 static const warren_param flaky_params[] = {
 	{.name = "key", .type = WARREN_TYPE_STR, .required = 1},
 	{.name = "n", .type = WARREN_TYPE_INT, .required = 1},
+	{.name = "countdown", .type = WARREN_TYPE_FLOAT, .default_mp = "\x00", .default_len = 1},
 };
 static const warren_task_schema flaky_schema = {
-	.params = flaky_params, .n_params = 2, .result = WARREN_TYPE_INT,
+	.params = flaky_params, .n_params = 3, .result = WARREN_TYPE_INT,
 };
 
 /* flaky keeps the default max_retries (3, or the config's), so flaky(k, 2)
@@ -152,5 +157,9 @@ WARREN_PLUGIN_EXPORT int warren_plugin_init(warren_registry *reg)
 	for (size_t i = 0; i < sizeof tasks / sizeof tasks[0]; i++)
 		if (warren_register(reg, tasks[i].name, tasks[i].fn, &tasks[i].opts) != 0)
 			return -1;
-	return 0;
+	static const warren_task_options crash_options = {.schema = &crash_schema};
+	static const warren_task_options_ext requeued = {
+		.size = sizeof requeued, .reject_on_worker_lost = WARREN_ON,
+	};
+	return warren_register_ext(reg, "test.crash_requeued", crash, &crash_options, &requeued);
 }

@@ -13,6 +13,8 @@
  *     Celery sends them before storing so `children` is complete when the
  *     result appears; a client that sees the result may rely on the next
  *     step having been sent.
+ *     What they send is recorded as the task's `children` (see "children"
+ *     below), stored with its result as Celery's trail does.
  *  2. The result is stored (results.c finish()).
  *  3. After the store (canvas_on_final): a chord header part is added to
  *     the Redis join, and the part that completes the count fires the body
@@ -44,6 +46,7 @@
 /* Bits 63 (rpc backend), 61 (events) and 60 (control) are taken. */
 #define CANVAS_COOKIE_TAG (UINT64_C(1) << 59)
 #define CANVAS_CONFIRM_MS 30000
+#define TRAIL_MAX_DEPTH 32 /* nesting, as schemas' canvas allows */
 
 struct canvas {
 	backend_chord *chord;   /* opened on the first chord part */
@@ -198,16 +201,334 @@ static void flush(loop *l, const schema_task_msg *tm, const char *what)
 	cv->refused = 0;
 }
 
+/* ---- children: what a task sent, as Celery records it -------------------------------
+ * Celery's worker sends callbacks and the next chain link with the task's
+ * request on the stack, so each apply_async made there appends its result
+ * to request.children (app/base.py send_task, canvas.py group.apply_async:
+ * Task.add_trail), and the store writes them as `children`, each as
+ * result.as_tuple() (backends/base.py current_task_children):
+ * AsyncResult [[id, parent], nil], GroupResult [[id, parent], [results]].
+ * What one apply_async appends (its "trail", celery/canvas.py 5.2):
+ *  - a task: a new AsyncResult(id), no parent;
+ *  - a group: a new GroupResult(gid, [each member frozen]), members of
+ *    nested groups unrolled, no parent; a group of one member whose frozen
+ *    result is a GroupResult appends that one instead;
+ *  - a chain: what its first step appends (chain.run applies only it);
+ *  - a chord: its header's GroupResult (chord.run calls header(...)), or
+ *    its body's trail when the header is empty (body.delay([])).
+ * A frozen member (freeze()) is the same for a task and a group; a chain
+ * gives its last step's result with parents back to its first step
+ * (prepare_steps: each step's result gets the one before it as parent,
+ * unless it has one; after a chord the chord's root-most node takes that
+ * place); a chord gives its body's result, whose root-most node gets the
+ * header GroupResult as parent (chord.freeze).
+ * The ids must be known before sending, so the signature is frozen first
+ * (schema_canvas_freeze), with the ids freeze leaves to apply time, or sets
+ * otherwise than Celery, pinned here: a chord's header id (always new, as on
+ * a Celery worker, where chord.from_dict keeps the header's tasks and drops
+ * the group's options, so header() gets a fresh uuid), unless
+ * options.header_id carries one already (a chord warren made from
+ * `group | step`); the id of a chord body that is a chain (the chain's
+ * options.task_id, so apply gives its last step the id freeze gave); and
+ * the rule that a task keeps an id it has (pin_last_ids). */
+
+typedef struct rnode {
+	const char *id;
+	struct rnode *parent;
+	struct rnode **results; /* GroupResult: its results; NULL: AsyncResult */
+	size_t n;
+} rnode;
+
+typedef struct trail {
+	rnode **v;
+	size_t n, cap;
+} trail;
+
+static rnode *rnode_new(msgpack_zone *z, const char *id, bool group, size_t n)
+{
+	rnode *r = id ? msgpack_zone_malloc(z, sizeof *r) : NULL;
+	if (!r)
+		return NULL;
+	*r = (rnode){.id = id, .n = n};
+	if (group && !(r->results = msgpack_zone_malloc(z, (n ? n : 1) * sizeof *r->results)))
+		return NULL;
+	return r;
+}
+
+static rnode *root_of(rnode *r)
+{
+	while (r->parent)
+		r = r->parent;
+	return r;
+}
+
+static int set_str_opt(schema_signature *sig, const char *key, const char *val,
+		       msgpack_zone *z)
+{
+	msgpack_object v = schema_canvas_str(z, val);
+	if (v.type == MSGPACK_OBJECT_NIL)
+		return WARREN_ENOMEM;
+	return schema_canvas_opt_set(sig, key, v, z, NULL);
+}
+
+/* The chord's header id: options.header_id, set to a new uuid if absent. */
+static const char *header_id(schema_signature *sig, msgpack_zone *z)
+{
+	const char *gid = schema_canvas_opt_str(sig, "header_id", z);
+	char fresh[37];
+	if (gid || schema_uuid4(fresh, NULL) != 0 || set_str_opt(sig, "header_id", fresh, z))
+		return gid;
+	return schema_canvas_opt_str(sig, "header_id", z);
+}
+
+/* The signature whose result a freeze returns last: a chain's last step, a
+ * chord's body, down to a task or a group. */
+static schema_signature *last_result_sig(schema_signature *sig, unsigned depth)
+{
+	for (; depth <= TRAIL_MAX_DEPTH; depth++) {
+		schema_canvas_kind k = schema_canvas_kind_of(sig);
+		if (k == SCHEMA_CANVAS_CHAIN && sig->n_tasks)
+			sig = &sig->tasks[sig->n_tasks - 1];
+		else if (k == SCHEMA_CANVAS_CHORD && sig->body)
+			sig = sig->body;
+		else
+			return k == SCHEMA_CANVAS_TASK ? sig : NULL;
+	}
+	return NULL;
+}
+
+/* Before freezing, the ids Celery's freeze(_id) keeps: a task that has an
+ * id keeps it, whatever id its chain or chord passes down. So a chord's own
+ * task_id goes only to the last task of its body that has none
+ * (chord.freeze(_id) -> body.freeze(_id)), and a chain's own task_id only to
+ * a last task that has none: a chain whose last task has an id takes that
+ * as its own (schemas' freeze and apply would give the chain's to it). */
+static int pin_last_ids(schema_signature *sig, msgpack_zone *z, unsigned depth)
+{
+	if (depth > TRAIL_MAX_DEPTH)
+		return WARREN_ELIMIT;
+	int rc = 0;
+	schema_canvas_kind k = schema_canvas_kind_of(sig);
+	const char *own = k == SCHEMA_CANVAS_CHORD || k == SCHEMA_CANVAS_CHAIN
+				  ? schema_canvas_opt_str(sig, "task_id", z) : NULL;
+	if (own && k == SCHEMA_CANVAS_CHORD && sig->body) {
+		schema_signature *last = last_result_sig(sig->body, depth + 1);
+		if (last && !schema_map_get(&last->options, "task_id"))
+			rc = set_str_opt(last, "task_id", own, z);
+	} else if (own) {
+		schema_signature *last = last_result_sig(sig, depth);
+		const char *kept = last ? schema_canvas_opt_str(last, "task_id", z) : NULL;
+		if (kept && strcmp(kept, own) != 0)
+			rc = set_str_opt(sig, "task_id", kept, z);
+	}
+	for (size_t i = 0; !rc && i < sig->n_tasks; i++)
+		rc = pin_last_ids(&sig->tasks[i], z, depth + 1);
+	if (!rc && sig->body)
+		rc = pin_last_ids(sig->body, z, depth + 1);
+	return rc;
+}
+
+static rnode *frozen(schema_signature *sig, msgpack_zone *z, unsigned depth);
+
+/* Appends the frozen results of g's members, nested groups unrolled. */
+static int freeze_members(schema_signature *g, msgpack_zone *z, unsigned depth, rnode ***v,
+			  size_t *n, size_t *cap)
+{
+	if (depth > TRAIL_MAX_DEPTH)
+		return WARREN_ELIMIT;
+	for (size_t i = 0; i < g->n_tasks; i++) {
+		schema_signature *m = &g->tasks[i];
+		if (schema_canvas_kind_of(m) == SCHEMA_CANVAS_GROUP) {
+			int rc = freeze_members(m, z, depth + 1, v, n, cap);
+			if (rc)
+				return rc;
+			continue;
+		}
+		if (*n == *cap) {
+			size_t ncap = *cap ? *cap * 2 : 8;
+			rnode **grown = msgpack_zone_malloc(z, ncap * sizeof *grown);
+			if (!grown)
+				return WARREN_ENOMEM;
+			if (*n)
+				memcpy(grown, *v, *n * sizeof *grown);
+			*v = grown;
+			*cap = ncap;
+		}
+		if (!((*v)[(*n)++] = frozen(m, z, depth + 1)))
+			return WARREN_ENOMEM;
+	}
+	return 0;
+}
+
+/* GroupResult(gid, [members of g frozen]). */
+static rnode *group_result(schema_signature *g, const char *gid, msgpack_zone *z,
+			   unsigned depth)
+{
+	rnode **v = NULL;
+	size_t n = 0, cap = 0;
+	if (!gid || freeze_members(g, z, depth, &v, &n, &cap) != 0)
+		return NULL;
+	rnode *r = rnode_new(z, gid, true, n);
+	if (r && n)
+		memcpy(r->results, v, n * sizeof *v);
+	return r;
+}
+
+/* What sig.freeze() returns, for a signature schema_canvas_freeze froze. */
+static rnode *frozen(schema_signature *sig, msgpack_zone *z, unsigned depth)
+{
+	if (depth > TRAIL_MAX_DEPTH)
+		return NULL;
+	switch (schema_canvas_kind_of(sig)) {
+	case SCHEMA_CANVAS_GROUP:
+		return group_result(sig, schema_canvas_opt_str(sig, "task_id", z), z, depth);
+	case SCHEMA_CANVAS_CHAIN: {
+		rnode *last = NULL, *later = NULL;
+		for (size_t i = sig->n_tasks; i-- > 0;) {
+			rnode *r = frozen(&sig->tasks[i], z, depth + 1);
+			if (!r)
+				return NULL;
+			if (!last)
+				last = r;
+			if (later && !later->parent)
+				later->parent = r;
+			later = schema_canvas_kind_of(&sig->tasks[i]) == SCHEMA_CANVAS_CHORD
+					? root_of(r) : r;
+		}
+		return last;
+	}
+	case SCHEMA_CANVAS_CHORD: {
+		rnode *header = group_result(sig, header_id(sig, z), z, depth);
+		rnode *body = header && sig->body ? frozen(sig->body, z, depth + 1) : NULL;
+		if (body)
+			root_of(body)->parent = header;
+		return body;
+	}
+	case SCHEMA_CANVAS_TASK:
+		break;
+	}
+	return rnode_new(z, schema_canvas_opt_str(sig, "task_id", z), false, 0);
+}
+
+/* After freezing: a chord body that is a chain gets its last step's id as
+ * its own task_id, which apply then gives that step (instead of a new one). */
+static int pin_body_chains(schema_signature *sig, msgpack_zone *z, unsigned depth)
+{
+	if (depth > TRAIL_MAX_DEPTH)
+		return WARREN_ELIMIT;
+	int rc = 0;
+	if (schema_canvas_kind_of(sig) == SCHEMA_CANVAS_CHORD && sig->body &&
+	    schema_canvas_kind_of(sig->body) == SCHEMA_CANVAS_CHAIN &&
+	    !schema_map_get(&sig->body->options, "task_id")) {
+		rnode *last = frozen(sig->body, z, depth + 1);
+		rc = last ? set_str_opt(sig->body, "task_id", last->id, z) : WARREN_ENOMEM;
+	}
+	for (size_t i = 0; !rc && i < sig->n_tasks; i++)
+		rc = pin_body_chains(&sig->tasks[i], z, depth + 1);
+	if (!rc && sig->body)
+		rc = pin_body_chains(sig->body, z, depth + 1);
+	return rc;
+}
+
+/* What sig.apply_async() appends to the sender's children. */
+static rnode *trail_of(schema_signature *sig, msgpack_zone *z, unsigned depth)
+{
+	if (depth > TRAIL_MAX_DEPTH)
+		return NULL;
+	switch (schema_canvas_kind_of(sig)) {
+	case SCHEMA_CANVAS_GROUP: {
+		rnode *g = group_result(sig, schema_canvas_opt_str(sig, "task_id", z), z, depth);
+		if (g && g->n == 1 && g->results[0]->results)
+			return g->results[0];
+		return g;
+	}
+	case SCHEMA_CANVAS_CHAIN:
+		return sig->n_tasks ? trail_of(&sig->tasks[0], z, depth + 1) : NULL;
+	case SCHEMA_CANVAS_CHORD:
+		if (sig->n_tasks == 0)
+			return sig->body ? trail_of(sig->body, z, depth + 1) : NULL;
+		return group_result(sig, header_id(sig, z), z, depth);
+	case SCHEMA_CANVAS_TASK:
+		break;
+	}
+	return rnode_new(z, schema_canvas_opt_str(sig, "task_id", z), false, 0);
+}
+
+/* Freezes sig (ids assigned as apply will use them) and returns its trail,
+ * or NULL when that fails (sig is then sent anyway, unrecorded). */
+static rnode *prepare_trail(schema_signature *sig, msgpack_zone *z)
+{
+	if (pin_last_ids(sig, z, 0) != 0 || schema_canvas_freeze(sig, z, NULL) != 0 ||
+	    pin_body_chains(sig, z, 0) != 0)
+		return NULL;
+	return trail_of(sig, z, 0);
+}
+
+static void trail_add(trail *tr, rnode *r, msgpack_zone *z)
+{
+	if (tr->n == tr->cap) {
+		size_t cap = tr->cap ? tr->cap * 2 : 4;
+		rnode **v = msgpack_zone_malloc(z, cap * sizeof *v);
+		if (!v)
+			return;
+		if (tr->n)
+			memcpy(v, tr->v, tr->n * sizeof *v);
+		tr->v = v;
+		tr->cap = cap;
+	}
+	tr->v[tr->n++] = r;
+}
+
+/* r.as_tuple(): ((id, parent.as_tuple() or None), None | [results]). */
+static int pack_rnode(msgpack_packer *pk, const rnode *r)
+{
+	size_t len = strlen(r->id);
+	int rc = msgpack_pack_array(pk, 2) | msgpack_pack_array(pk, 2) |
+		 msgpack_pack_str_with_body(pk, r->id, len);
+	rc |= r->parent ? pack_rnode(pk, r->parent) : msgpack_pack_nil(pk);
+	if (!r->results)
+		return rc | msgpack_pack_nil(pk);
+	rc |= msgpack_pack_array(pk, r->n);
+	for (size_t i = 0; i < r->n; i++)
+		rc |= pack_rnode(pk, r->results[i]);
+	return rc;
+}
+
+/* Sets r's children to the list of tuples, in the order they were sent. */
+static void set_children(schema_result *r, const trail *tr)
+{
+	if (!r || tr->n == 0)
+		return;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	int rc = msgpack_pack_array(&pk, tr->n);
+	for (size_t i = 0; i < tr->n; i++)
+		rc |= pack_rnode(&pk, tr->v[i]);
+	if (rc == 0)
+		schema_result_set_children(r, sb.data, sb.size, NULL);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* Sends sig; with tr, first freezes it and records its trail once sent. */
 static void apply_logged(loop *l, const schema_task_msg *tm, schema_signature *sig,
-			 const schema_canvas_call *call, const char *what)
+			 const schema_canvas_call *call, const char *what, trail *tr)
 {
 	schema_canvas_env env;
 	env_init(l, &env);
 	warren_error err = {0};
+	rnode *mine = tr ? prepare_trail(sig, tm->zone) : NULL;
 	if (schema_canvas_apply(&env, sig, call, tm->zone, &err) != 0) {
 		log_fields f = {tm->id, tm->task, NULL, -1};
 		log_at(CONFIG_LOG_ERROR, &f, "Task %s[%s]: %s '%s' could not be sent: %s", tm->task,
 		       tm->id, what, sig->task, err.msg);
+	} else if (mine) {
+		trail_add(tr, mine, tm->zone);
+	} else if (tr) {
+		log_fields f = {tm->id, tm->task, NULL, -1};
+		log_at(CONFIG_LOG_WARNING, &f, "Task %s[%s]: %s '%s' sent, not recorded in children",
+		       tm->task, tm->id, what, sig->task);
 	}
 }
 
@@ -232,17 +553,18 @@ static int one_arg(msgpack_zone *zone, const void *mp, size_t len, msgpack_objec
 
 /* More than one callback: plain ones go as one group, groups each on their
  * own (trace.py: "groups are called inline ... Issue #1936"). */
-static void apply_callbacks(loop *l, schema_task_msg *tm, const schema_canvas_call *call)
+static void apply_callbacks(loop *l, schema_task_msg *tm, const schema_canvas_call *call,
+			    trail *tr)
 {
 	if (tm->n_callbacks == 1) {
-		apply_logged(l, tm, &tm->callbacks[0], call, "callback");
+		apply_logged(l, tm, &tm->callbacks[0], call, "callback", tr);
 		return;
 	}
 	schema_signature *plain = msgpack_zone_malloc(tm->zone, tm->n_callbacks * sizeof *plain);
 	size_t n = 0;
 	for (size_t i = 0; i < tm->n_callbacks; i++) {
 		if (schema_canvas_kind_of(&tm->callbacks[i]) == SCHEMA_CANVAS_GROUP || !plain)
-			apply_logged(l, tm, &tm->callbacks[i], call, "callback");
+			apply_logged(l, tm, &tm->callbacks[i], call, "callback", tr);
 		else
 			plain[n++] = tm->callbacks[i];
 	}
@@ -253,10 +575,10 @@ static void apply_callbacks(loop *l, schema_task_msg *tm, const schema_canvas_ca
 	group.args.type = MSGPACK_OBJECT_ARRAY;
 	group.kwargs.type = MSGPACK_OBJECT_MAP;
 	group.options.type = MSGPACK_OBJECT_MAP;
-	apply_logged(l, tm, &group, call, "callbacks");
+	apply_logged(l, tm, &group, call, "callbacks", tr);
 }
 
-void canvas_on_success(loop *l, loop_task *t, const void *result, size_t len)
+void canvas_on_success(loop *l, loop_task *t, const void *result, size_t len, schema_result *r)
 {
 	schema_task_msg *tm = t->tm;
 	if (tm->n_callbacks == 0 && tm->n_chain == 0)
@@ -270,14 +592,16 @@ void canvas_on_success(loop *l, loop_task *t, const void *result, size_t len)
 	}
 	schema_canvas_call call = {.args = &args, .parent_id = tm->id,
 				   .root_id = tm->root_id ? tm->root_id : tm->id};
+	trail tr = {0};
 	if (tm->n_callbacks)
-		apply_callbacks(l, tm, &call);
+		apply_callbacks(l, tm, &call, &tr);
 	if (tm->n_chain) {
 		call.chain = tm->chain;
 		call.n_chain = tm->n_chain - 1;
-		apply_logged(l, tm, &tm->chain[tm->n_chain - 1], &call, "chain link");
+		apply_logged(l, tm, &tm->chain[tm->n_chain - 1], &call, "chain link", &tr);
 	}
 	flush(l, tm, "canvas");
+	set_children(r, &tr);
 }
 
 /* ---- chords ------------------------------------------------------------------------ */
@@ -377,7 +701,7 @@ static void fire_body(loop *l, schema_task_msg *tm, schema_signature *body,
 	if (!bad && schema_unpack(sb.data, sb.size, &lim, "chord results", tm->zone, &args,
 				  NULL) == 0) {
 		schema_canvas_call call = {.args = &args};
-		apply_logged(l, tm, body, &call, "chord body");
+		apply_logged(l, tm, body, &call, "chord body", NULL);
 	}
 	msgpack_sbuffer_destroy(&sb);
 }
@@ -472,7 +796,7 @@ static void run_errbacks(loop *l, schema_task_msg *tm, schema_signature *ebs, si
 	schema_canvas_call call = {.args = &args, .parent_id = failed_id,
 				   .root_id = root_id ? root_id : failed_id};
 	for (size_t i = 0; i < n; i++)
-		apply_logged(l, tm, &ebs[i], &call, "errback");
+		apply_logged(l, tm, &ebs[i], &call, "errback", NULL);
 }
 
 void canvas_on_final(loop *l, loop_task *t, const schema_result *r)

@@ -62,6 +62,7 @@ static void conf_from_plugin(const registry_entry *e, loop_task_conf *c)
 	c->time_limit = o->time_limit;
 	c->schema = o->schema;
 	c->autoretry_for = o->autoretry_for;
+	c->reject_on_worker_lost = e->ext.reject_on_worker_lost == WARREN_ON;
 }
 
 /* A task in the config overrides the plugin's defaults key by key; the
@@ -392,15 +393,6 @@ static pool_job *job_new(loop *l, loop_task *t)
 	return job;
 }
 
-static void store_started(loop *l, loop_task *t)
-{
-	schema_result r;
-	schema_result_init(&r);
-	if (schema_result_set_started(&r, (int64_t)getpid(), l->s->hostname, NULL) == 0)
-		loop_store(l, t->tm->id, t->tm, t->msg, &r);
-	schema_result_release(&r);
-}
-
 void loop_submit(loop *l, loop_task *t)
 {
 	warren_error err = {0};
@@ -414,8 +406,7 @@ void loop_submit(loop *l, loop_task *t)
 		loop_task_free(t);
 		return;
 	}
-	if (t->conf.track_started && !t->conf.ignore_result && !t->tm->ignore_result)
-		store_started(l, t);
+	loop_watch_start(l, t, job); /* STARTED, task-started: when it runs (results.c) */
 	if (pool_submit(l->pool, job, &err) != 0) {
 		log_at(CONFIG_LOG_ERROR, NULL, "Task %s[%s]: %s; requeued", t->tm->task, t->tm->id,
 		       err.msg);
@@ -426,7 +417,6 @@ void loop_submit(loop *l, loop_task *t)
 	}
 	l->in_pool++;
 	control_task_submitted(l, t, job->seq);
-	events_task_started(l, t);
 }
 
 void loop_on_message(loop *l, broker_message *msg)

@@ -41,11 +41,34 @@ static int cmd_report(loop *l, const schema_control_request *req, msgpack_packer
 	return schema_control_pack_ok(pk, text, err);
 }
 
-/* ---- tasks: active, reserved, query_task ------------------------------------------ */
+/* ---- tasks: active, reserved, query_task ------------------------------------------
+ * Celery's split (worker/state.py): a request is active once the pool has
+ * accepted it, i.e. it runs (task_accepted, with time_start and the pool
+ * process's pid), and reserved from its receipt until then. A job waits in
+ * the pool while every thread or child is busy (prefetch > concurrency), so
+ * "in the pool" is not "active": each entry of the active list asks the pool
+ * whether its job started (pool_job_started). */
+
+/* When and where an entry's job started; false while it waits in the pool. */
+typedef struct task_start {
+	double time_start; /* unix seconds */
+	int64_t pid;
+} task_start;
+
+static bool started(loop *l, const control_active *a, task_start *out)
+{
+	int64_t start_ns, pid;
+	if (!l->pool || !pool_job_started(l->pool, a->seq, &start_ns, &pid))
+		return false;
+	double ago = (double)(task_monotonic_ns() - start_ns) * 1e-9;
+	*out = (task_start){.time_start = control_wall_now() - ago, .pid = pid};
+	return true;
+}
 
 /* One task's Request.info(); args/kwargs are packed into bufs[0..1], which
- * must outlive the info. safe: argsrepr/kwargsrepr strings instead. */
-static void task_info(const loop *l, const loop_task *t, const control_active *a, bool safe,
+ * must outlive the info. safe: argsrepr/kwargsrepr strings instead. st: its
+ * start, NULL while reserved. */
+static void task_info(const loop *l, const loop_task *t, const task_start *st, bool safe,
 		      msgpack_sbuffer bufs[2], schema_control_task_info *out)
 {
 	const schema_task_msg *tm = t->tm;
@@ -71,16 +94,15 @@ static void task_info(const loop *l, const loop_task *t, const control_active *a
 		.args_mp = bufs[0].data, .args_len = bufs[0].size,
 		.kwargs_mp = bufs[1].data, .kwargs_len = bufs[1].size,
 		.hostname = l->s->hostname,
-		.has_time_start = a != NULL, .time_start = a ? a->time_start : 0,
+		.has_time_start = st != NULL, .time_start = st ? st->time_start : 0,
 		.acknowledged = t->acked,
 		.exchange = t->msg->exchange ? t->msg->exchange : "",
 		.routing_key = t->msg->routing_key ? t->msg->routing_key : "",
 		.has_priority = t->msg->priority != BROKER_UNSET,
 		.priority = t->msg->priority,
 		.redelivered = t->msg->redelivered,
-		/* threads run in this process; a prefork child's pid is the pool's */
-		.has_worker_pid = a && l->s->pool.kind == POOL_THREADS,
-		.worker_pid = (int64_t)getpid(),
+		.has_worker_pid = st != NULL,
+		.worker_pid = st ? st->pid : 0,
 	};
 }
 
@@ -90,7 +112,7 @@ typedef struct task_list {
 	size_t n, cap;
 } task_list;
 
-static bool list_add(const loop *l, task_list *tl, const loop_task *t, const control_active *a,
+static bool list_add(const loop *l, task_list *tl, const loop_task *t, const task_start *st,
 		     bool safe)
 {
 	if (tl->n == tl->cap) {
@@ -105,7 +127,7 @@ static bool list_add(const loop *l, task_list *tl, const loop_task *t, const con
 		tl->bufs = b;
 		tl->cap = cap;
 	}
-	task_info(l, t, a, safe, &tl->bufs[2 * tl->n], &tl->infos[tl->n]);
+	task_info(l, t, st, safe, &tl->bufs[2 * tl->n], &tl->infos[tl->n]);
 	tl->n++;
 	return true;
 }
@@ -132,19 +154,26 @@ static int cmd_active(loop *l, const schema_control_request *req, msgpack_packer
 	bool safe = control_arg_bool(req, "safe", false), ok = true;
 	task_list tl = {0};
 	const control *c = l->control;
+	task_start st;
 	for (size_t i = 0; i < c->n_active && ok; i++)
-		ok = list_add(l, &tl, c->active[i].t, &c->active[i], safe);
+		if (started(l, &c->active[i], &st))
+			ok = list_add(l, &tl, c->active[i].t, &st, safe);
 	return pack_list(&tl, pk, ok, err);
 }
 
-/* Reserved: received, waiting for a rate-limit token (the pool's own queue
- * is counted as active: the loop cannot tell which job a child took). */
+/* Reserved: received and not running yet, waiting in the pool for a thread
+ * or child, or for a rate-limit token. */
 static int cmd_reserved(loop *l, const schema_control_request *req, msgpack_packer *pk,
 			warren_error *err)
 {
 	(void)req;
 	bool ok = true;
 	task_list tl = {0};
+	const control *c = l->control;
+	task_start st;
+	for (size_t i = 0; i < c->n_active && ok; i++)
+		if (!started(l, &c->active[i], &st))
+			ok = list_add(l, &tl, c->active[i].t, NULL, false);
 	for (const loop_limiter *q = l->limiters; q && ok; q = q->next)
 		for (const loop_task *t = q->head; t && ok; t = t->next)
 			ok = list_add(l, &tl, t, NULL, false);
@@ -181,10 +210,14 @@ static int cmd_query_task(loop *l, const schema_control_request *req, msgpack_pa
 	const char *states[256];
 	bool ok = true;
 	const control *c = l->control;
-	for (size_t i = 0; i < c->n_active && ok && tl.n < 256; i++)
-		if (id_wanted(req, c->active[i].t->tm->id) &&
-		    (ok = list_add(l, &tl, c->active[i].t, &c->active[i], false)))
-			states[tl.n - 1] = "active";
+	task_start st;
+	for (size_t i = 0; i < c->n_active && ok && tl.n < 256; i++) {
+		if (!id_wanted(req, c->active[i].t->tm->id))
+			continue;
+		bool running = started(l, &c->active[i], &st);
+		if ((ok = list_add(l, &tl, c->active[i].t, running ? &st : NULL, false)))
+			states[tl.n - 1] = running ? "active" : "reserved";
+	}
 	for (const loop_limiter *q = l->limiters; q && ok; q = q->next)
 		for (const loop_task *t = q->head; t && ok && tl.n < 256; t = t->next)
 			if (id_wanted(req, t->tm->id) && (ok = list_add(l, &tl, t, NULL, false)))

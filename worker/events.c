@@ -51,7 +51,7 @@ struct events {
 	double started;          /* wall clock at start, for warren_uptime */
 	msgpack_sbuffer headers; /* {"hostname": ...}, packed once */
 	bool warned;             /* a failed publish was logged already */
-	uint64_t accepted;       /* tasks handed to the pool: Celery's `processed` */
+	uint64_t accepted;       /* tasks that began to run: Celery's `processed` */
 };
 
 static double wall_now(void)
@@ -349,10 +349,15 @@ void events_task_received(loop *l, const loop_task *t)
 	send_task(l, SCHEMA_EVENT_TASK_RECEIVED, &info);
 }
 
-void events_task_started(loop *l, const loop_task *t)
+void events_task_accepted(loop *l)
 {
 	if (l->events)
 		l->events->accepted++; /* worker/state.py task_accepted */
+}
+
+void events_task_started(loop *l, const loop_task *t)
+{
+	events_task_accepted(l);
 	schema_event_task_info info = {.uuid = t->tm->id};
 	send_task(l, SCHEMA_EVENT_TASK_STARTED, &info);
 }

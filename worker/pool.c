@@ -81,6 +81,16 @@ int pool_terminate(pool *p, uint64_t seq, int signum, warren_error *err)
 
 size_t pool_pending(const pool *p) { return p->ops->pending(p->impl); }
 
+bool pool_job_started(pool *p, uint64_t seq, int64_t *start_ns, int64_t *pid)
+{
+	return p->ops->started(p->impl, seq, start_ns, pid);
+}
+
+void pool_on_start(pool *p, pool_start_fn fn, void *arg)
+{
+	p->ops->on_start(p->impl, fn, arg);
+}
+
 size_t pool_unqueue(pool *p) { return p->ops->unqueue(p->impl); }
 
 int pool_close(pool *p, int grace_ms, warren_error *err)

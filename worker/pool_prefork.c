@@ -20,7 +20,7 @@
  *   results, when a child died (its socket hits EOF: that is our SIGCHLD), and
  *   while finished jobs wait in the done list.
  * - prefork.done_fd (parent): an eventfd, non-zero exactly while the done list
- *   is not empty.
+ *   or the starts list (below) is not empty.
  * - prefork_child.fd (parent): the parent's end of a child's socketpair,
  *   non-blocking, CLOEXEC. Closing it tells an idle child to exit.
  * - PREFORK_CHILD_FD (child): the child's end, moved to fd 3, blocking. A child closes
@@ -77,6 +77,18 @@
  * pool is closing, a new child takes the slot at once. The worker must keep
  * SIGCHLD at SIG_DFL and never waitpid(-1): both would steal our exit
  * statuses (an unknown status is reported as "exitcode unknown").
+ *
+ * Start: a job starts when the last byte of its frame is written to its
+ * child (flush_child), idle by construction (a job goes only to a child that
+ * reported its last one and did not retire), so blocked in read() for
+ * exactly this frame and running the handler as soon as it has it: Celery's
+ * "accepted" without an extra frame back per task. The parent stamps
+ * start_ns and start_pid (the child's) on the job then; a job with
+ * report_start also goes on the starts list. Done and start entries are numbered as they
+ * are pushed and take_done reports the starts in that order among the done
+ * jobs it hands out: a job's start before the job (its start is pushed
+ * before its result can arrive), a child's next start after its last
+ * result.
  *
  * Soft time limit: the child sets task_ctx.soft_deadline_ns (handlers that
  * poll warren_task_soft_limit_passed see it) and arms a CLOCK_MONOTONIC
@@ -138,6 +150,7 @@ typedef struct queued {
 	pool_job *job;
 	char *frame;
 	size_t len;
+	uint64_t order; /* done and starts: when pushed, among both (take_done merges) */
 } queued;
 
 typedef struct fifo {
@@ -185,6 +198,11 @@ typedef struct prefork {
 				  * the children of slots >= opts.concurrency */
 	fifo queue;              /* submitted, waiting for an idle child */
 	fifo done;               /* finished, waiting for pool_take_done */
+	fifo starts;             /* started, start_fn not called yet (.job only) */
+	pool_start_fn start_fn;  /* the loop's, called from take_done */
+	void *start_arg;
+	uint64_t order;          /* the last order given to a done or start entry */
+	bool done_fd_set;        /* done_fd written and not read back */
 	corpse *corpses;
 	size_t n_corpses, cap_corpses;
 	bool closing;            /* pool_close started: no new jobs, no respawn */
@@ -457,15 +475,52 @@ static void read_child(prefork *p, size_t slot)
 
 /* ==== the parent: jobs ======================================================= */
 
+/* done_fd: readable while done or starts holds something. */
+static void signal_loop(prefork *p)
+{
+	if (p->done_fd_set)
+		return;
+	uint64_t one = 1;
+	ssize_t n = write(p->done_fd, &one, sizeof one);
+	(void)n; /* an eventfd write of 1 fails only on overflow */
+	p->done_fd_set = true;
+}
+
+static void unsignal_loop(prefork *p)
+{
+	if (!p->done_fd_set || p->done.len > 0 || p->starts.len > 0)
+		return;
+	uint64_t v;
+	ssize_t n = read(p->done_fd, &v, sizeof v);
+	(void)n;
+	p->done_fd_set = false;
+}
+
 /* Never fails: submit reserved a place in the done list for every job. */
 static void done_push(prefork *p, pool_job *job)
 {
-	fifo_push(&p->done, (queued){.job = job});
-	if (p->done.len == 1) {
-		uint64_t one = 1;
-		ssize_t n = write(p->done_fd, &one, sizeof one);
-		(void)n; /* an eventfd write of 1 fails only on overflow */
-	}
+	fifo_push(&p->done, (queued){.job = job, .order = ++p->order});
+	signal_loop(p);
+}
+
+/* slot's job frame is all written: the job has started. Never fails: submit
+ * reserved a place in the starts list for every job with report_start. */
+static void job_started(prefork *p, size_t slot)
+{
+	prefork_child *c = &p->children[slot];
+	c->job->start_ns = now_ns();
+	c->job->start_pid = (int32_t)c->pid;
+	if (!c->job->report_start)
+		return;
+	fifo_push(&p->starts, (queued){.job = c->job, .order = ++p->order});
+	signal_loop(p);
+}
+
+/* Calls start_fn for the jobs that started before `until` (an order). */
+static void report_starts(prefork *p, uint64_t until)
+{
+	while (p->starts.len > 0 && fifo_at(&p->starts, 0)->order < until)
+		p->start_fn(p->start_arg, fifo_pop(&p->starts).job);
 }
 
 /* Sends what is left of slot's job frame without blocking. */
@@ -487,8 +542,11 @@ static void flush_child(prefork *p, size_t slot)
 			return;
 		}
 	}
-	free(c->out);
-	c->out = NULL;
+	if (c->out) {
+		free(c->out);
+		c->out = NULL;
+		job_started(p, slot);
+	}
 	if (c->want_out && epoll_set(p, slot, EPOLL_CTL_MOD, false) == 0)
 		c->want_out = false;
 }
@@ -773,6 +831,7 @@ static void prefork_free(void *impl)
 	kill_all(p);
 	free_jobs(&p->queue);
 	free_jobs(&p->done);
+	free(p->starts.v); /* its jobs were freed with their lists */
 	free(p->corpses);
 	free(p->children);
 	if (p->epfd >= 0)
@@ -832,7 +891,8 @@ static int prefork_submit(void *impl, pool_job *job, warren_error *err)
 	if (p->closing)
 		return warren_error_set(err, WARREN_EINVAL, "pool: job '%s': the pool is closing",
 					job->task_id ? job->task_id : "?");
-	if (fifo_reserve(&p->done, prefork_pending(p) + 1) != 0)
+	if (fifo_reserve(&p->done, prefork_pending(p) + 1) != 0 ||
+	    (job->report_start && fifo_reserve(&p->starts, prefork_pending(p) + 1) != 0))
 		return warren_error_set(err, WARREN_ENOMEM, "pool: out of memory");
 	queued q = {.job = job};
 	int rc = prefork_encode_job(job, &q.frame, &q.len, err);
@@ -851,14 +911,11 @@ static pool_job *prefork_take_done(void *impl)
 	prefork *p = impl;
 	if (p->done.len == 0)
 		tick(p);
-	if (p->done.len == 0)
-		return NULL;
-	pool_job *job = fifo_pop(&p->done).job;
-	if (p->done.len == 0) {
-		uint64_t v;
-		ssize_t n = read(p->done_fd, &v, sizeof v);
-		(void)n; /* EAGAIN if already clear */
-	}
+	/* Starts and done jobs in the order they happened: a job's start before
+	 * it, the next task's start after the result of the one it followed. */
+	report_starts(p, p->done.len > 0 ? fifo_at(&p->done, 0)->order : UINT64_MAX);
+	pool_job *job = p->done.len > 0 ? fifo_pop(&p->done).job : NULL;
+	unsignal_loop(p);
 	return job;
 }
 
@@ -910,6 +967,33 @@ static int prefork_terminate(void *impl, uint64_t seq, int signum, warren_error 
 			return 0; /* its child already ended; the job is being settled */
 	return warren_error_set(err, WARREN_ENOTFOUND, "pool: terminate job %" PRIu64
 				": not queued or running", seq);
+}
+
+static bool prefork_started(void *impl, uint64_t seq, int64_t *start_ns, int64_t *pid)
+{
+	prefork *p = impl;
+	const pool_job *job = NULL;
+	for (size_t i = 0; !job && i < p->n_slots; i++)
+		if (p->children[i].job && p->children[i].job->seq == seq)
+			job = p->children[i].job;
+	for (size_t i = 0; !job && i < p->n_corpses; i++)
+		if (p->corpses[i].job && p->corpses[i].job->seq == seq)
+			job = p->corpses[i].job;
+	for (size_t i = 0; !job && i < p->done.len; i++)
+		if (fifo_at(&p->done, i)->job->seq == seq)
+			job = fifo_at(&p->done, i)->job;
+	if (!job || job->start_ns == 0) /* queued, frame half sent, or handed back unrun */
+		return false;
+	*start_ns = job->start_ns;
+	*pid = job->start_pid;
+	return true;
+}
+
+static void prefork_on_start(void *impl, pool_start_fn fn, void *arg)
+{
+	prefork *p = impl;
+	p->start_fn = fn;
+	p->start_arg = arg;
 }
 
 static size_t running(const prefork *p)
@@ -1008,4 +1092,6 @@ const pool_ops pool_prefork_ops = {
 	.close = prefork_close,
 	.free = prefork_free,
 	.resize = prefork_resize,
+	.started = prefork_started,
+	.on_start = prefork_on_start,
 };

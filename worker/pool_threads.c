@@ -4,12 +4,25 @@
  * Concurrency design. Two queues, one mutex:
  *   - `todo`: jobs the loop submitted; threads wait on `work` for it to fill.
  *   - `done`: finished jobs; the loop takes them back on its own thread.
- * The eventfd is readable exactly while `done` is non-empty: a thread writes
- * it when it makes `done` non-empty and the loop reads (resets) it when it
- * takes the last job, both under the mutex, so the loop's poll() never misses
- * a completion and never spins on a stale one. Handlers run with the mutex
- * released; a job belongs to exactly one party at a time (loop -> todo ->
- * thread -> done -> loop), so job fields need no locking.
+ * The eventfd is readable exactly while `done` or `starts` (below) is
+ * non-empty: a thread writes it when it makes one of them non-empty and the
+ * loop reads (resets) it when it has taken the last of both, all under the
+ * mutex, so the loop's poll() never misses a completion and never spins on a
+ * stale one. Handlers run with the mutex released; a job belongs to exactly
+ * one party at a time (loop -> todo -> thread -> done -> loop), so job fields
+ * need no locking.
+ * Starts: the thread that takes a job stamps start_ns/start_pid on it and
+ * notes it in its `current` slot, under the mutex it holds to take it
+ * (pool_job_started reads them under the mutex). A job with report_start
+ * is also pushed on `starts`, with the eventfd written. Every push, start or
+ * done, takes the next `order` under the mutex, and take_done merges the
+ * two by it: a start is reported (start_fn called) before any job that
+ * finished after it and after every job that finished before it. So a job's
+ * start reaches the loop before the job does (its thread pushed the start
+ * before running it), and with one thread the next task's STARTED and
+ * task-started come after the previous task's result, as they happened.
+ * start_fn reads what the thread wrote before the push, and inputs; the
+ * thread meanwhile writes only outputs.
  * Close: `closing` stops threads from taking new work; unstarted jobs move to
  * `done` as TASK_PENDING for the loop to requeue; the loop waits for the
  * running ones up to its grace (`idle` is signalled as each finishes). A
@@ -37,8 +50,21 @@
 
 typedef struct job_node {
 	pool_job *job;
+	uint64_t order;        /* done: when it was pushed, among done and starts */
 	struct job_node *next;
 } job_node;
+
+/* A started job whose on_start the loop has not called yet. */
+typedef struct start_rep {
+	pool_job *job;
+	uint64_t order;
+} start_rep;
+
+typedef struct start_list {
+	start_rep *v;
+	size_t n, cap;
+	size_t next;           /* the loop's copy: reported up to here */
+} start_list;
 
 typedef struct job_list {
 	job_node *head, *tail;
@@ -50,6 +76,7 @@ typedef struct threads_pool {
 	int n_threads;         /* the size wanted (pool_resize changes it) */
 	int alive;             /* threads serving, not leaving */
 	pthread_t *threads;
+	pool_job **current;    /* per slot: the job its thread runs, or NULL */
 	bool *finished;        /* per slot: its thread returned from its main */
 	bool *joined;          /* per slot: joined by tick/resize; free for reuse */
 	int started;           /* slots in use (created at least once) */
@@ -58,6 +85,8 @@ typedef struct threads_pool {
 	pthread_cond_t work;   /* todo non-empty or closing */
 	pthread_cond_t idle;   /* a job finished */
 	job_list todo, done;
+	start_list starts;     /* pushed by threads, under the mutex */
+	uint64_t order;        /* the last order given, under the mutex */
 	size_t running;
 	bool closing;
 	int efd;
@@ -67,6 +96,11 @@ typedef struct threads_pool {
 				* before taking the mutex (once per turn otherwise) */
 	job_list mine;         /* the loop's: done jobs taken in one go, handed out
 				* by take_done without the mutex */
+	start_list mine_starts; /* the loop's: the starts taken with them */
+	bool efd_maybe_stale;  /* the loop's: take_done gave the last of `mine` and
+				* did not look at `done` since (threads_tick does) */
+	pool_start_fn start_fn; /* the loop's, called from take_done */
+	void *start_arg;
 } threads_pool;
 
 static void list_push(job_list *l, job_node *n)
@@ -193,17 +227,47 @@ typedef struct thread_arg {
 	int index;
 } thread_arg;
 
-/* Called with the mutex held: hands a finished node to the loop. */
-static void finish_locked(threads_pool *tp, job_node *n)
+/* Called with the mutex held: makes the eventfd readable (done or starts
+ * just became non-empty). */
+static void signal_locked(threads_pool *tp)
 {
-	bool was_empty = tp->done.n == 0;
-	list_push(&tp->done, n);
-	if (was_empty && !tp->efd_set) {
+	if (!tp->efd_set) {
 		uint64_t one = 1;
 		ssize_t w = write(tp->efd, &one, sizeof one);
 		(void)w; /* an eventfd write only fails on counter overflow */
 		tp->efd_set = true;
 	}
+}
+
+/* Called with the mutex held: hands a finished node to the loop. */
+static void finish_locked(threads_pool *tp, job_node *n)
+{
+	n->order = ++tp->order;
+	list_push(&tp->done, n);
+	signal_locked(tp);
+}
+
+/* Called with the mutex held, by the thread at index that just took job:
+ * the start stamp, and the report when the loop asked for one (without
+ * memory for it the loop is not told; it can still ask). */
+static void start_locked(threads_pool *tp, int index, pool_job *job)
+{
+	job->start_ns = task_monotonic_ns();
+	job->start_pid = (int32_t)self_pid;
+	tp->current[index] = job;
+	if (!job->report_start)
+		return;
+	start_list *sl = &tp->starts;
+	if (sl->n == sl->cap) {
+		size_t cap = sl->cap ? sl->cap * 2 : 16;
+		start_rep *v = realloc(sl->v, cap * sizeof *v);
+		if (!v)
+			return;
+		sl->v = v;
+		sl->cap = cap;
+	}
+	sl->v[sl->n++] = (start_rep){job, ++tp->order};
+	signal_locked(tp);
 }
 
 static void *thread_main(void *arg)
@@ -224,10 +288,12 @@ static void *thread_main(void *arg)
 		}
 		job_node *n = list_pop(&tp->todo);
 		tp->running++;
+		start_locked(tp, index, n->job);
 		pthread_mutex_unlock(&tp->mu);
 		pool_job_execute(tp->reg, n->job);
 		pthread_mutex_lock(&tp->mu);
 		tp->running--;
+		tp->current[index] = NULL;
 		finish_locked(tp, n);
 		pthread_cond_broadcast(&tp->idle);
 	}
@@ -249,6 +315,10 @@ static int grow_slots(threads_pool *tp)
 	if (!t)
 		return WARREN_ENOMEM;
 	tp->threads = t;
+	pool_job **c = realloc(tp->current, (size_t)cap * sizeof *c);
+	if (!c)
+		return WARREN_ENOMEM;
+	tp->current = c;
 	bool *f = realloc(tp->finished, (size_t)cap * sizeof *f);
 	if (!f)
 		return WARREN_ENOMEM;
@@ -277,6 +347,7 @@ static int start_thread(threads_pool *tp, warren_error *err)
 		return warren_error_set(err, WARREN_ENOMEM, "threads pool: out of memory");
 	}
 	*ta = (thread_arg){tp, i};
+	tp->current[i] = NULL;
 	tp->finished[i] = false;
 	tp->joined[i] = false;
 	int rc = pthread_create(&tp->threads[i], NULL, thread_main, ta);
@@ -336,6 +407,7 @@ static int threads_open(const pool_options *o, const registry *reg, void **impl,
 	tp->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	tp->cap = o->concurrency;
 	tp->threads = calloc((size_t)o->concurrency, sizeof *tp->threads);
+	tp->current = calloc((size_t)o->concurrency, sizeof *tp->current);
 	tp->finished = calloc((size_t)o->concurrency, sizeof *tp->finished);
 	tp->joined = calloc((size_t)o->concurrency, sizeof *tp->joined);
 	pthread_mutex_init(&tp->mu, NULL);
@@ -344,7 +416,7 @@ static int threads_open(const pool_options *o, const registry *reg, void **impl,
 	int rc;
 	if (tp->efd < 0)
 		rc = warren_error_set(err, WARREN_EIO, "threads pool: eventfd: %s", strerror(errno));
-	else if (!tp->threads || !tp->finished || !tp->joined)
+	else if (!tp->threads || !tp->current || !tp->finished || !tp->joined)
 		rc = warren_error_set(err, WARREN_ENOMEM, "threads pool: out of memory");
 	else
 		rc = start_threads(tp, o->concurrency, err);
@@ -384,36 +456,82 @@ static int threads_submit(void *impl, pool_job *job, warren_error *err)
 	return 0;
 }
 
+/* Calls start_fn for the starts the loop took, in order, up to (not
+ * including) `until`; without the mutex. */
+static void report_until(threads_pool *tp, uint64_t until)
+{
+	start_list *ms = &tp->mine_starts;
+	while (ms->next < ms->n && ms->v[ms->next].order < until)
+		tp->start_fn(tp->start_arg, ms->v[ms->next++].job);
+	if (ms->next == ms->n)
+		ms->n = ms->next = 0;
+}
+
 /* Takes every done job in one go into `mine` and hands them out from there,
  * so the loop takes the mutex twice per batch, not once per job (it contends
- * with the threads). The eventfd is reset only when both lists are empty:
- * it stays readable while take_done has a job to give back. */
+ * with the threads); the pending starts come along (the two arrays swap) and
+ * are reported in order among those jobs. The eventfd is reset only when
+ * `done` and `starts` are empty and `mine` too: it stays readable while
+ * take_done has something to give, and after it handed out the last job of
+ * `mine` until the next call finds nothing (the loop's drain always makes
+ * that call) or the next tick looks (a caller that stopped at the job it
+ * wanted, then polls). */
 static pool_job *threads_take_done(void *impl)
 {
 	threads_pool *tp = impl;
 	if (!tp->mine.head) {
+		if (tp->mine_starts.n) /* the last batch's starts come first */
+			report_until(tp, UINT64_MAX);
 		pthread_mutex_lock(&tp->mu);
 		tp->mine = tp->done;
 		tp->done = (job_list){0};
-		if (!tp->mine.head && tp->efd_set) {
+		if (tp->starts.n) {
+			start_list taken = tp->starts;
+			tp->starts = (start_list){.v = tp->mine_starts.v, .cap = tp->mine_starts.cap};
+			tp->mine_starts = taken;
+		}
+		if (!tp->mine.head && tp->efd_set) { /* starts taken are reported below */
 			uint64_t v;
 			ssize_t r = read(tp->efd, &v, sizeof v);
 			(void)r;
 			tp->efd_set = false;
 		}
 		pthread_mutex_unlock(&tp->mu);
+		tp->efd_maybe_stale = false;
 	}
+	if (tp->mine_starts.n)
+		report_until(tp, tp->mine.head ? tp->mine.head->order : UINT64_MAX);
 	job_node *n = list_pop(&tp->mine);
 	if (!n)
 		return NULL;
+	tp->efd_maybe_stale = !tp->mine.head;
 	pool_job *job = n->job;
 	free(n);
 	return job;
 }
 
+/* An eventfd take_done left readable with nothing left to give is reset
+ * here, so a poll after it waits again. The loop's drain ends with a call
+ * of take_done that does this, so for the loop it costs a test. */
+static void reset_stale_efd(threads_pool *tp)
+{
+	tp->efd_maybe_stale = false;
+	pthread_mutex_lock(&tp->mu);
+	if (!tp->done.head && !tp->starts.n && tp->efd_set) {
+		uint64_t v;
+		ssize_t r = read(tp->efd, &v, sizeof v);
+		(void)r;
+		tp->efd_set = false;
+	}
+	pthread_mutex_unlock(&tp->mu);
+}
+
 static void threads_tick(void *impl)
 {
-	join_finished(impl); /* threads that left after a shrink */
+	threads_pool *tp = impl;
+	if (tp->efd_maybe_stale && !tp->mine.head && !tp->mine_starts.n)
+		reset_stale_efd(tp);
+	join_finished(tp); /* threads that left after a shrink */
 }
 
 static int threads_resize(void *impl, int concurrency, warren_error *err)
@@ -477,6 +595,42 @@ static size_t threads_pending(const void *impl)
 	size_t n = tp->todo.n + tp->done.n + tp->mine.n + tp->running;
 	pthread_mutex_unlock(&tp->mu);
 	return n;
+}
+
+static const pool_job *find_job(const job_list *l, uint64_t seq)
+{
+	for (const job_node *n = l->head; n; n = n->next)
+		if (n->job->seq == seq)
+			return n->job;
+	return NULL;
+}
+
+static bool threads_started(void *impl, uint64_t seq, int64_t *start_ns, int64_t *pid)
+{
+	threads_pool *tp = impl;
+	const pool_job *job = find_job(&tp->mine, seq); /* the loop's own list */
+	pthread_mutex_lock(&tp->mu);
+	for (int i = 0; !job && i < tp->started; i++)
+		if (tp->current[i] && tp->current[i]->seq == seq)
+			job = tp->current[i];
+	if (!job)
+		job = find_job(&tp->done, seq);
+	bool started = job && job->start_ns != 0; /* 0: handed back unrun */
+	if (started) {
+		*start_ns = job->start_ns;
+		*pid = job->start_pid;
+	}
+	pthread_mutex_unlock(&tp->mu);
+	return started;
+}
+
+/* Loop thread, before it submits a job with report_start; take_done reads
+ * it on the same thread. */
+static void threads_on_start(void *impl, pool_start_fn fn, void *arg)
+{
+	threads_pool *tp = impl;
+	tp->start_fn = fn;
+	tp->start_arg = arg;
 }
 
 static size_t threads_unqueue(void *impl)
@@ -569,12 +723,15 @@ static void threads_free(void *impl)
 	free_list(&tp->todo);
 	free_list(&tp->done);
 	free_list(&tp->mine);
+	free(tp->starts.v); /* their jobs are in the lists above */
+	free(tp->mine_starts.v);
 	pthread_cond_destroy(&tp->idle);
 	pthread_cond_destroy(&tp->work);
 	pthread_mutex_destroy(&tp->mu);
 	if (tp->efd >= 0)
 		close(tp->efd);
 	free(tp->threads);
+	free(tp->current);
 	free(tp->finished);
 	free(tp->joined);
 	free(tp);
@@ -594,4 +751,6 @@ const pool_ops pool_threads_ops = {
 	.close = threads_close,
 	.free = threads_free,
 	.resize = threads_resize,
+	.started = threads_started,
+	.on_start = threads_on_start,
 };

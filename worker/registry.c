@@ -223,6 +223,46 @@ static int check_limits(const char *name, const warren_task_options *o, warren_e
 	return 0;
 }
 
+#define EXT_SIZE_MAX 4096 /* a larger ext.size is not a struct a plugin built */
+
+/* A field appended to warren_task_options_ext must make it larger, or an
+ * older worker would take a newer plugin's option for padding: keep the
+ * struct free of tail padding (add explicit reserved fields if needed). */
+_Static_assert(sizeof(warren_task_options_ext) ==
+		       offsetof(warren_task_options_ext, reject_on_worker_lost) +
+			       sizeof(warren_switch),
+	       "warren_task_options_ext has tail padding: see plugin.h");
+
+/* Copies what the worker knows of a plugin's ext into *out (its own size),
+ * after checking it: err gets "task 'x': why". NULL ext: all unset. */
+static int read_ext(const char *name, const warren_task_options_ext *ext,
+		    warren_task_options_ext *out, warren_error *err)
+{
+	*out = (warren_task_options_ext){.size = sizeof *out};
+	if (!ext)
+		return 0;
+	size_t n = ext->size;
+	if (n < sizeof ext->size || n > EXT_SIZE_MAX)
+		return warren_error_set(err, WARREN_EINVAL,
+					"task '%s': warren_task_options_ext.size is %zu; set it to "
+					"sizeof(warren_task_options_ext)", name, n);
+	/* An ext.size is the plugin's sizeof: every byte up to it is readable. */
+	/* Fields past the plugin's size are unset; past ours, must be unset. */
+	memcpy(out, ext, n < sizeof *out ? n : sizeof *out);
+	out->size = sizeof *out;
+	for (size_t i = sizeof *out; i < n; i++)
+		if (((const unsigned char *)ext)[i] != 0)
+			return warren_error_set(err, WARREN_EINVAL,
+						"task '%s': warren_task_options_ext sets an option "
+						"this worker does not know (byte %zu of %zu); it "
+						"needs a newer warren-worker", name, i, n);
+	if (!valid_switch(out->reject_on_worker_lost))
+		return warren_error_set(err, WARREN_EINVAL,
+					"task '%s': reject_on_worker_lost is not WARREN_UNSET, "
+					"WARREN_ON or WARREN_OFF", name);
+	return 0;
+}
+
 static int check_options(const char *name, const warren_task_options *o, double *rate,
 			 warren_error *err)
 {
@@ -265,15 +305,19 @@ static int grow_entries(registry *reg)
 
 /* Adds one entry attributed to plugin_path; err gets "task 'x': why". */
 static int add_entry(registry *reg, const char *name, warren_task_fn fn,
-		     const warren_task_options *opts, const char *plugin_path, warren_error *err)
+		     const warren_task_options *opts, const warren_task_options_ext *ext,
+		     const char *plugin_path, warren_error *err)
 {
 	static const warren_task_options no_options;
 	double rate = 0;
+	warren_task_options_ext known;
 	if (!opts)
 		opts = &no_options;
 	int rc = check_name(name, fn, err);
 	if (rc == 0)
 		rc = check_options(name, opts, &rate, err);
+	if (rc == 0)
+		rc = read_ext(name, ext, &known, err);
 	if (rc != 0)
 		return rc;
 	size_t len = strlen(name);
@@ -289,7 +333,7 @@ static int add_entry(registry *reg, const char *name, warren_task_fn fn,
 	if (!copy)
 		goto out_nomem;
 	reg->entries[reg->n_entries++] = (registry_entry){
-		.name = copy, .name_len = len, .fn = fn, .opts = *opts,
+		.name = copy, .name_len = len, .fn = fn, .opts = *opts, .ext = known,
 		.rate_per_second = rate, .plugin_path = plugin_path,
 	};
 	if (reg->n_entries * 2 > reg->n_slots &&
@@ -306,7 +350,7 @@ out_nomem:
 int registry_add(registry *reg, const char *name, warren_task_fn fn,
 		 const warren_task_options *opts, warren_error *err)
 {
-	return add_entry(reg, name, fn, opts, BUILTIN_PATH, err);
+	return add_entry(reg, name, fn, opts, NULL, BUILTIN_PATH, err);
 }
 
 /* ---- registration from a plugin, through the host table ------------------ */
@@ -314,13 +358,20 @@ int registry_add(registry *reg, const char *name, warren_task_fn fn,
 int registry_host_register(warren_registry *base, const char *name, warren_task_fn fn,
 			   const warren_task_options *opts)
 {
+	return registry_host_register_ext(base, name, fn, opts, NULL);
+}
+
+int registry_host_register_ext(warren_registry *base, const char *name, warren_task_fn fn,
+			       const warren_task_options *opts,
+			       const warren_task_options_ext *ext)
+{
 	registry *reg = (registry *)base;
 	if (!reg->pending_path)
 		return -1; /* outside init: the registry is read-only by now */
 	if (reg->pending_err.code != 0)
 		return -1; /* keep the first error; the plugin fails anyway */
 	warren_error why = {0};
-	if (add_entry(reg, name, fn, opts, reg->pending_path, &why) != 0) {
+	if (add_entry(reg, name, fn, opts, ext, reg->pending_path, &why) != 0) {
 		warren_error_set(&reg->pending_err, why.code, "plugin '%s': %s", reg->pending_path,
 				 why.msg);
 		return -1;

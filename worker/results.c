@@ -271,6 +271,21 @@ static int encode_retry(loop_task *t, double delay, msgpack_sbuffer *hb, msgpack
 	return 0;
 }
 
+/* Task.retry sends the next attempt (same id) from inside the task, so its
+ * AsyncResult is the RETRY's one child: children [[[id, nil], nil]]. */
+static void set_retry_children(schema_result *r, const char *id)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	if ((msgpack_pack_array(&pk, 1) | msgpack_pack_array(&pk, 2) | msgpack_pack_array(&pk, 2) |
+	     msgpack_pack_str_with_body(&pk, id, strlen(id)) | msgpack_pack_nil(&pk) |
+	     msgpack_pack_nil(&pk)) == 0)
+		schema_result_set_children(r, sb.data, sb.size, NULL);
+	msgpack_sbuffer_destroy(&sb);
+}
+
 static void set_retry_result(schema_result *r, double delay, const pool_job *job, bool autoretry)
 {
 	char msg[1400];
@@ -281,6 +296,7 @@ static void set_retry_result(schema_result *r, double delay, const pool_job *job
 	else
 		snprintf(msg, sizeof msg, "Retry in %gs", delay);
 	schema_result_set_exception(r, SCHEMA_STATE_RETRY, "Retry", "celery.exceptions", msg, NULL);
+	set_retry_children(r, job->task_id);
 }
 
 /* Republishes t for another attempt. Returns false when it could not (the
@@ -325,6 +341,55 @@ static bool retry(loop *l, loop_task *t, const pool_job *job, bool autoretry)
 	return true;
 }
 
+/* ---- the start ------------------------------------------------------------------ */
+
+/* STARTED as Celery's trace.py stores it: {pid, hostname} of the process
+ * that runs the task (a prefork child's pid, not the worker's). */
+static void store_started(loop *l, loop_task *t, int64_t pid)
+{
+	schema_result r;
+	schema_result_init(&r);
+	if (schema_result_set_started(&r, pid, l->s->hostname, NULL) == 0)
+		loop_store(l, t->tm->id, t->tm, t->msg, &r);
+	schema_result_release(&r);
+}
+
+static bool stores_started(const loop_task *t)
+{
+	return t->conf.track_started && !t->conf.ignore_result && !t->tm->ignore_result;
+}
+
+/* The pool's start report, on the loop thread (pool_start_fn): Celery's on_accepted
+ * (worker/request.py: task-started) and the STARTED store trace.py makes
+ * before calling the task. */
+static void on_started(void *arg, const pool_job *job)
+{
+	loop *l = arg;
+	loop_task *t = job->loop_data;
+	log_fields f = {t->tm->id, t->tm->task, "STARTED", -1};
+	log_at(CONFIG_LOG_DEBUG, &f, "Task %s[%s] started: pid %lld", t->tm->task, t->tm->id,
+	       (long long)job->start_pid);
+	if (stores_started(t))
+		store_started(l, t, job->start_pid);
+	events_task_started(l, t);
+}
+
+/* Why a report only then: it is the only way those two can happen while the
+ * task runs rather than before (at submit, when the job may still wait
+ * behind others in the pool) or after, and it costs the pool a lock and an
+ * eventfd write and the loop a wake-up per task; the drain benchmark's tasks
+ * need neither. `inspect active/reserved` needs no report: it asks the pool
+ * (pool_job_started), and the heartbeat's count of started tasks takes an
+ * unreported task when it comes back (loop_on_done). The flag -E is read
+ * from the settings, not events.c: this runs for every task. */
+void loop_watch_start(loop *l, loop_task *t, pool_job *job)
+{
+	if (!l->s->task_events && !stores_started(t))
+		return;
+	pool_on_start(l->pool, on_started, l);
+	job->report_start = true;
+}
+
 /* ---- outcomes ----------------------------------------------------------------- */
 
 static void finish(loop *l, loop_task *t, schema_result *r)
@@ -358,7 +423,8 @@ static void on_success(loop *l, loop_task *t, const pool_job *job)
 	events_task_succeeded(l, t, job);
 	schema_result_set_success(&r, job->result ? job->result : "\xc0",
 				  job->result ? job->result_len : 1, NULL);
-	canvas_on_success(l, t, job->result, job->result_len); /* before the store, as Celery */
+	/* before the store, as Celery: what it sends becomes r's children */
+	canvas_on_success(l, t, job->result, job->result_len, &r);
 	finish(l, t, &r);
 	schema_result_release(&r);
 }
@@ -487,6 +553,8 @@ void loop_on_done(loop *l, pool_job *job)
 	loop_task *t = job->loop_data;
 	l->in_pool--;
 	control_task_done(l, job);
+	if (job->start_ns && !job->report_start)
+		events_task_accepted(l); /* reported ones were counted at the start */
 	switch (job->status) {
 	case TASK_SUCCESS:
 		on_success(l, t, job);

@@ -538,4 +538,5 @@ const warren_host task_host = {
 	.task_fail = host_task_fail,
 	.task_retry = host_task_retry,
 	.task_soft_limit_passed = host_task_soft_limit_passed,
+	.register_task_ext = registry_host_register_ext,
 };

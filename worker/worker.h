@@ -34,6 +34,7 @@ typedef struct registry_entry {
 	size_t name_len;
 	warren_task_fn fn;
 	warren_task_options opts;   /* as the plugin gave them; 0 = unset */
+	warren_task_options_ext ext; /* the same for warren_register_ext's (size: ours) */
 	double rate_per_second;     /* opts.rate_limit parsed; 0 = unlimited */
 	const char *plugin_path;    /* the plugin that registered it, "<builtin>" */
 } registry_entry;
@@ -90,6 +91,11 @@ int registry_adopt_plugin(registry *reg, const char *path, void *handle,
 /* Host-table entry points for registration (task.c puts them in the table). */
 int registry_host_register(warren_registry *reg, const char *name, warren_task_fn fn,
 			   const warren_task_options *opts);
+/* ext as the plugin built it: only the fields within ext->size are read,
+ * and bytes past the fields this worker knows must be zero (see plugin.h). */
+int registry_host_register_ext(warren_registry *reg, const char *name, warren_task_fn fn,
+			       const warren_task_options *opts,
+			       const warren_task_options_ext *ext);
 void registry_host_error(warren_registry *reg, const char *fmt, va_list ap);
 
 /* The worker's host function table (const: shared by every thread). */
@@ -181,6 +187,18 @@ size_t task_format_traceback(const task_ctx *ctx, char *buf, size_t len);
  * to pool_submit (the pool owns it from then on, on success only); when it is
  * done the pool makes pool_fd() readable and pool_take_done() gives it back
  * with its outputs filled; the loop frees it with pool_job_free().
+ *
+ * A job's start (a thread took it; its frame reached an idle prefork child,
+ * which runs it as soon as it reads it) is stamped on the job by the pool,
+ * always: a clock read, no message. The loop learns of it in two ways, both
+ * on its own thread. Asked: pool_job_started() (inspect active/reserved,
+ * rare). Told, only for a job submitted with report_start: the pool then
+ * makes pool_fd() readable and calls the pool_on_start() function from
+ * pool_tick or pool_take_done, always before that job comes back through
+ * pool_take_done and after every job that finished before it started. Being
+ * told costs a lock, a wake-up and a turn of the loop per task, so the loop
+ * asks for it only when something must happen at the start (results.c
+ * loop_watch_start: STARTED for track_started, task-started with -E).
  */
 
 typedef struct pool_job {
@@ -199,6 +217,14 @@ typedef struct pool_job {
 	size_t kwargs_len;
 	double soft_time_limit; /* seconds, 0 = none */
 	double time_limit;      /* hard, seconds, 0 = none; prefork only */
+	/* (report_start, an input, is with the bools at the end: a job is one
+	 * malloc per task and stays at 200 bytes, the size class of the
+	 * 192 it was before the start fields.) */
+
+	/* set by the pool when the job starts (the loop reads them in its start
+	 * function, through pool_job_started, or once the job is back) */
+	int64_t start_ns;       /* CLOCK_MONOTONIC; 0: not started */
+	int32_t start_pid;      /* the process that runs it */
 
 	/* outputs, filled by the pool before pool_take_done returns the job */
 	task_status status;     /* SUCCESS, FAILURE or RETRY */
@@ -213,6 +239,7 @@ typedef struct pool_job {
 	int64_t worker_pid;     /* process that ran it (the worker's own for threads) */
 	bool worker_lost;       /* prefork: the child died under it (crash, kill, hard limit) */
 	bool time_limit_hit;    /* prefork: killed for its hard time limit */
+	bool report_start;      /* input: call the pool_on_start function when it starts */
 } pool_job;
 
 /* Frees a job and everything it owns. NULL is a no-op. */
@@ -268,6 +295,21 @@ int pool_terminate(pool *p, uint64_t seq, int signum, warren_error *err);
 /* Jobs submitted and not yet taken back. */
 size_t pool_pending(const pool *p);
 
+/* What the pool calls, on the loop thread (from pool_tick or
+ * pool_take_done), for each job submitted with report_start once it has
+ * started (start_ns, start_pid set). job is the pool's: read it during the
+ * call only, touch no output, take nothing back from the pool. */
+typedef void (*pool_start_fn)(void *arg, const pool_job *job);
+/* Sets it; set before submitting a job with report_start (setting it again
+ * is cheap). */
+void pool_on_start(pool *p, pool_start_fn fn, void *arg);
+
+/* Whether the job with seq has started: true with *start_ns (CLOCK_MONOTONIC)
+ * and *pid (the process running it) set while it runs or waits to be taken
+ * back; false while it waits in the pool's queue, or for a seq the pool does
+ * not hold. O(concurrency + done). */
+bool pool_job_started(pool *p, uint64_t seq, int64_t *start_ns, int64_t *pid);
+
 /* Hands back every job not yet started, with status TASK_PENDING (through
  * pool_take_done, as pool_close does), and lets the running ones finish; the
  * pool stays open. A warm shutdown and a lost connection use it so that
@@ -313,6 +355,8 @@ typedef struct pool_ops {
 	int (*close)(void *impl, int grace_ms, warren_error *err);
 	void (*free)(void *impl);
 	int (*resize)(void *impl, int concurrency, warren_error *err); /* checked by pool.c */
+	bool (*started)(void *impl, uint64_t seq, int64_t *start_ns, int64_t *pid);
+	void (*on_start)(void *impl, pool_start_fn fn, void *arg);
 } pool_ops;
 
 extern const pool_ops pool_threads_ops; /* pool_threads.c */
@@ -666,6 +710,10 @@ const char *loop_queue_of(const loop *l, const broker_message *msg);
 
 /* results.c: a finished job from the pool. */
 void loop_on_done(loop *l, pool_job *job);
+/* results.c, before pool_submit: asks the pool to report job's start when
+ * something happens then (STARTED with track_started, task-started with
+ * -E); the report stores and sends them when the task really starts. */
+void loop_watch_start(loop *l, loop_task *t, pool_job *job);
 /* results.c: stores r (state and value set by the caller) as task_id's
  * result, replying to msg's reply_to/correlation_id; tm (may be NULL) adds
  * group and parent ids. Does nothing without a backend. Errors are logged:
@@ -890,7 +938,11 @@ int64_t events_next_deadline_ns(const loop *l);
 /* Task transitions, as Celery's worker reports them (worker/request.py,
  * strategy.py, consumer.py): each sends its event with -E and counts it. */
 void events_task_received(loop *l, const loop_task *t);
+/* t began to run (Celery's task_accepted): task-started with -E, and the
+ * count heartbeats report as `processed`. A task whose start was not
+ * reported is counted when it comes back instead (events_task_accepted). */
 void events_task_started(loop *l, const loop_task *t);
+void events_task_accepted(loop *l);
 void events_task_succeeded(loop *l, const loop_task *t, const pool_job *job);
 /* exc_message is the exception's one argument (its repr is sent);
  * traceback may be NULL; runtime < 0: the task never ran. */
@@ -1017,8 +1069,10 @@ extern const char worker_cli_usage[];
 
 /* SUCCESS, before the result is stored: sends the callbacks and the next
  * link of the chain with the result (packed msgpack) as first argument,
- * and waits for their confirms. */
-void canvas_on_success(loop *l, loop_task *t, const void *result, size_t len);
+ * waits for their confirms, and sets r's children to what was sent, as
+ * Celery's worker stores them (r may be NULL: nothing recorded). */
+void canvas_on_success(loop *l, loop_task *t, const void *result, size_t len,
+		       schema_result *r);
 /* Any final state (r as stored, state and value set), after the store and
  * before the ack: counts a chord part (firing or failing the body when it
  * completes the join); on FAILURE/REVOKED stores it under each remaining

@@ -25,6 +25,18 @@
  *   says how far it goes); any other change to this header's types - the
  *   options struct, the table's existing entries, a handle's layout - bumps
  *   WARREN_PLUGIN_ABI.
+ * - Task options added after ABI 1 was frozen live in a second, size-prefixed
+ *   struct (warren_task_options_ext) given to a host entry appended to the
+ *   table (register_task_ext), so no built plugin breaks: an ABI-1 plugin
+ *   built before never calls the entry and keeps every default, and the
+ *   worker reads only the ext fields that fit in the plugin's ext.size. New
+ *   options are appended to that struct; a plugin built with more of them
+ *   than a worker knows is refused only if it set one (a nonzero byte past
+ *   what the worker knows), and a worker without register_task_ext at all
+ *   (host->size too short) makes warren_register_ext fail with a message
+ *   instead of dropping the options. One entry and one growing struct, rather
+ *   than a setter per option: the table stays small and the options of a
+ *   task are registered together, checked together, in one call.
  * - Argument getters go through one host entry (host->task_arg) that resolves
  *   an argument by position or by name through the task's schema, type-checks
  *   it and fails the task with a TypeError naming the argument; the typed
@@ -111,6 +123,28 @@ typedef struct warren_task_options {
 	warren_switch track_started;  /* report STARTED */
 } warren_task_options;
 
+/* Task options beyond warren_task_options, for warren_register_ext. Zero
+ * means "unset" as there, and the worker's config goes over them the same
+ * way.
+ * Size-prefixed: `size` must be sizeof(warren_task_options_ext) as this
+ * header declares it (WARREN_TASK_OPTIONS_EXT_INIT sets it); fields are only
+ * ever appended, never reordered, so a worker reads the ones that fit in
+ * `size` and a plugin built against an older header leaves the newer ones
+ * unset. The struct has no tail padding, so each appended field makes it
+ * larger (the worker checks this at build time). Copied at registration. */
+typedef struct warren_task_options_ext {
+	uint32_t size;
+	/* Celery's reject_on_worker_lost: a task whose prefork child dies
+	 * under it (crash, OOM kill) goes back to its queue once instead of
+	 * failing with WorkerLostError. Needs acks_late (warren's default).
+	 * The config's `reject_on_worker_lost: true` turns it on whatever the
+	 * plugin says; the config's false is also its default, so it leaves
+	 * the plugin's choice (as with track_started). */
+	warren_switch reject_on_worker_lost;
+} warren_task_options_ext;
+
+#define WARREN_TASK_OPTIONS_EXT_INIT {.size = sizeof(warren_task_options_ext)}
+
 /* The host function table. Plugins call it through the inline wrappers
  * below rather than directly. Append-only within one ABI version. */
 struct warren_host {
@@ -135,7 +169,18 @@ struct warren_host {
 	int (*task_fail)(warren_task *t, const char *type, const char *fmt, va_list ap);
 	int (*task_retry)(warren_task *t, double countdown);
 	bool (*task_soft_limit_passed)(warren_task *t);
+
+	/* Appended within ABI 1: present when WARREN_HOST_HAS(host,
+	 * register_task_ext). As register_task, plus ext (may be NULL). */
+	int (*register_task_ext)(warren_registry *reg, const char *name, warren_task_fn fn,
+				 const warren_task_options *opts,
+				 const warren_task_options_ext *ext);
 };
+
+/* True when the worker's host table reaches `member` (an entry appended
+ * after the first ABI-1 workers). */
+#define WARREN_HOST_HAS(host, member) \
+	((host)->size >= offsetof(warren_host, member) + sizeof((host)->member))
 
 /* What a plugin sees of the two handles it is given. Never copy them, never
  * create them: the worker's structs start with these and go on privately. */
@@ -176,6 +221,31 @@ static inline int warren_plugin_error(warren_registry *reg, const char *fmt, ...
 	reg->host->plugin_error(reg, fmt, ap);
 	va_end(ap);
 	return -1;
+}
+
+/* warren_register with options beyond ABI 1's struct:
+ *
+ *     static const warren_task_options_ext ext = {
+ *             .size = sizeof ext, .reject_on_worker_lost = WARREN_ON};
+ *     return warren_register_ext(reg, "media.transcode", transcode, &opts, &ext);
+ *
+ * ext may be NULL (then it is warren_register). Returns 0, or -1 when the
+ * worker refuses: besides warren_register's reasons, an ext.size smaller
+ * than its `size` field or larger than 4 KiB, a switch that is not a
+ * warren_switch, an option the worker does not know set to nonzero, or a
+ * worker older than register_task_ext (the message says so; a plugin that
+ * would rather run without the options tests WARREN_HOST_HAS(reg->host,
+ * register_task_ext) first and calls warren_register). */
+static inline int warren_register_ext(warren_registry *reg, const char *name, warren_task_fn fn,
+				      const warren_task_options *opts,
+				      const warren_task_options_ext *ext)
+{
+	if (!WARREN_HOST_HAS(reg->host, register_task_ext))
+		return warren_plugin_error(reg,
+					   "task '%s': warren_register_ext needs a newer "
+					   "warren-worker (no register_task_ext in its host table)",
+					   name);
+	return reg->host->register_task_ext(reg, name, fn, opts, ext);
 }
 
 /* ---- what the task is ---------------------------------------------------- */

@@ -6,9 +6,10 @@
  * the handler's SoftTimeLimitExceeded; a warm shutdown lets the running
  * tasks finish. libwarren sends the tasks and reads the Redis backend.
  *
- * With reject_on_worker_lost (a task key in the config) a task whose child
- * died goes back to the queue once, then fails as usual. A hard limit
- * refused with the threads pool is tested in test_worker_cli.c. */
+ * With reject_on_worker_lost (a task key in the config, or the plugin's
+ * default through warren_register_ext) a task whose child died goes back to
+ * the queue once, then fails as usual. A hard limit refused with the threads
+ * pool is tested in test_worker_cli.c. */
 #include <criterion/criterion.h>
 #include <regex.h>
 #include <signal.h>
@@ -321,4 +322,30 @@ Test(integration_worker_prefork, reject_on_worker_lost_requeues_a_crashed_task_o
 	warren_client_free(c);
 	cr_assert_eq(worker_test_stop(pid, SIGTERM, 10000), 0, "see %s", worker_test_log(pid));
 	unlink(path);
+}
+
+/* The same from the plugin's default alone (test.crash_requeued registers
+ * with reject_on_worker_lost on), no config; and test.crash beside it, which
+ * the plugin leaves unset, still fails at the first death. */
+Test(integration_worker_prefork, reject_on_worker_lost_from_the_plugin_requeues_once)
+{
+	const char *queue = worker_test_queue(0, "pf-reject-plugin");
+	pid_t pid = start(queue);
+	warren_client *c = client();
+	char id[WARREN_TASK_ID_MAX], plain[WARREN_TASK_ID_MAX];
+	send_task(c, queue, "test.crash_requeued", "[]", 0, 0, id);
+	warren_result *r = wait_result(c, id, 20000, pid);
+	expect_failure(r, "WorkerLostError", "billiard.exceptions");
+	warren_result_free(r);
+	cr_expect_eq(worker_test_count_log(pid, "requeued once"), 1, "see %s", worker_test_log(pid));
+	cr_expect_eq(worker_test_count_log(pid, "(redelivered)"), 1, "see %s", worker_test_log(pid));
+	send_task(c, queue, "test.crash", "[]", 0, 0, plain);
+	r = wait_result(c, plain, 20000, pid);
+	expect_failure(r, "WorkerLostError", "billiard.exceptions");
+	warren_result_free(r);
+	cr_expect_eq(worker_test_count_log(pid, "requeued once"), 1, "test.crash was requeued; see %s",
+		     worker_test_log(pid));
+	expect_add(c, queue, pid, 4, 5);
+	warren_client_free(c);
+	cr_assert_eq(worker_test_stop(pid, SIGTERM, 10000), 0, "see %s", worker_test_log(pid));
 }

@@ -71,3 +71,11 @@ def sleep(seconds):
 @app.task(name="test.fail")
 def fail(message):
     raise ValueError(message)
+
+
+@app.task(name="test.flaky", bind=True)
+def flaky(self, key, n, countdown=0):
+    """warren's test.flaky: retries while fewer than n retries happened."""
+    if self.request.retries < n:
+        raise self.retry(countdown=countdown)
+    return self.request.retries + 1

@@ -93,6 +93,7 @@ Test(plugin_loader, loads_example_plugins_and_finds_their_tasks)
 	static const char *const names[] = {
 		"math.add", "math.mul", "math.sum", "text.upper", "text.wordcount",
 		"test.echo", "test.noop", "test.sleep", "test.fail", "test.crash", "test.flaky",
+		"test.crash_requeued",
 	};
 	cr_assert_eq(registry_count(reg), sizeof names / sizeof names[0]);
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -117,10 +118,113 @@ Test(plugin_loader, keeps_plugin_options)
 	cr_assert_str_eq(s->params[0].name, "a");
 	cr_assert_eq(s->params[1].type, WARREN_TYPE_FLOAT);
 	const warren_task_schema *flaky = lookup("test.flaky")->opts.schema;
-	cr_assert_eq(flaky->n_params, 2);
+	cr_assert_eq(flaky->n_params, 3);
 	cr_assert_str_eq(flaky->params[1].name, "n");
 	cr_assert_eq(flaky->params[1].type, WARREN_TYPE_INT);
 	cr_assert_eq(lookup("test.noop")->opts.acks_late, WARREN_UNSET);
+	/* warren_register_ext's options, and every other task's left unset */
+	cr_assert_eq(lookup("test.crash_requeued")->ext.reject_on_worker_lost, WARREN_ON);
+	cr_assert_eq(lookup("test.crash")->ext.reject_on_worker_lost, WARREN_UNSET);
+	cr_assert_eq(lookup("math.add")->ext.reject_on_worker_lost, WARREN_UNSET);
+}
+
+/* ---- warren_register_ext: options past ABI 1's struct ----------------------- */
+
+static const registry_entry *load_ext_case(int n)
+{
+	char flags[32], out[32];
+	snprintf(flags, sizeof flags, "-DCASE=%d", n);
+	snprintf(out, sizeof out, "ext%d", n);
+	load_ok(build_plugin("ext_options", flags, out));
+	const registry_entry *e = lookup("ext.task");
+	cr_assert_not_null(e);
+	cr_assert_eq(e->opts.max_retries, 5, "the ABI-1 options came along");
+	return e;
+}
+
+Test(plugin_loader, register_ext_keeps_reject_on_worker_lost)
+{
+	cr_assert_eq(load_ext_case(0)->ext.reject_on_worker_lost, WARREN_ON);
+}
+
+Test(plugin_loader, register_ext_keeps_an_explicit_off)
+{
+	cr_assert_eq(load_ext_case(7)->ext.reject_on_worker_lost, WARREN_OFF);
+}
+
+Test(plugin_loader, register_ext_without_ext_is_register)
+{
+	cr_assert_eq(load_ext_case(1)->ext.reject_on_worker_lost, WARREN_UNSET);
+}
+
+Test(plugin_loader, register_ext_from_an_older_header_leaves_newer_options_unset)
+{
+	cr_assert_eq(load_ext_case(2)->ext.reject_on_worker_lost, WARREN_UNSET);
+}
+
+Test(plugin_loader, register_ext_from_a_newer_header_loads_when_it_sets_nothing_new)
+{
+	const registry_entry *e = load_ext_case(3);
+	cr_assert_eq(e->ext.reject_on_worker_lost, WARREN_ON);
+	cr_assert_eq(e->ext.size, sizeof(warren_task_options_ext), "kept as this worker's size");
+}
+
+Test(plugin_loader, register_ext_refuses_a_size_it_cannot_read)
+{
+	const char *so = build_plugin("ext_options", "-DCASE=4", "ext4");
+	char msg[512];
+	snprintf(msg, sizeof msg,
+		 "plugin '%s': task 'ext.task': warren_task_options_ext.size is 0; set it to "
+		 "sizeof(warren_task_options_ext)", so);
+	load_refused(so, msg);
+}
+
+Test(plugin_loader, register_ext_refuses_a_bad_switch)
+{
+	const char *so = build_plugin("ext_options", "-DCASE=5", "ext5");
+	char msg[512];
+	snprintf(msg, sizeof msg,
+		 "plugin '%s': task 'ext.task': reject_on_worker_lost is not WARREN_UNSET, "
+		 "WARREN_ON or WARREN_OFF", so);
+	load_refused(so, msg);
+}
+
+Test(plugin_loader, register_ext_refuses_an_option_it_does_not_know)
+{
+	const char *so = build_plugin("ext_options", "-DCASE=6", "ext6");
+	char msg[512];
+	snprintf(msg, sizeof msg,
+		 "plugin '%s': task 'ext.task': warren_task_options_ext sets an option this "
+		 "worker does not know (byte %zu of %zu); it needs a newer warren-worker",
+		 so, sizeof(warren_task_options_ext) + 8 + 6, sizeof(warren_task_options_ext) + 16);
+	load_refused(so, msg);
+}
+
+/* A plugin built with warren_register_ext, run by a worker whose host table
+ * ends before register_task_ext (one built before it was appended): the
+ * inline wrapper says so through plugin_error instead of calling past the
+ * table's end. */
+static char old_host_msg[256];
+
+static void capture_error(warren_registry *r, const char *fmt, va_list ap)
+{
+	(void)r;
+	vsnprintf(old_host_msg, sizeof old_host_msg, fmt, ap);
+}
+
+Test(plugin_loader, register_ext_on_an_older_worker_fails_with_a_message)
+{
+	warren_host old = task_host;
+	old.size = offsetof(warren_host, register_task_ext);
+	old.register_task_ext = NULL;
+	old.plugin_error = capture_error;
+	warren_registry fake = {.host = &old};
+	static const warren_task_options_ext ext = WARREN_TASK_OPTIONS_EXT_INIT;
+	cr_assert_not(WARREN_HOST_HAS(&old, register_task_ext));
+	cr_assert(WARREN_HOST_HAS(&task_host, register_task_ext));
+	cr_assert_eq(warren_register_ext(&fake, "x.y", noop_handler, NULL, &ext), -1);
+	cr_assert_str_eq(old_host_msg, "task 'x.y': warren_register_ext needs a newer "
+				       "warren-worker (no register_task_ext in its host table)");
 }
 
 Test(plugin_loader, looks_up_names_that_are_not_nul_terminated)

@@ -2,11 +2,14 @@
  * pools section of worker/worker.h), one suite per kind: results come back
  * through pool_fd/pool_tick/pool_take_done, failures carry their exception,
  * queued jobs come back TASK_PENDING from close and terminate, the soft limit
- * reaches the handler, free leaves no fd and no child behind.
+ * reaches the handler, free leaves no fd and no child behind, a job's start
+ * is stamped, asked and (when wanted) reported in the order things happen.
  *
  * POOL_CONTRACT(suffix, kind) stamps out the suite `pool_contract_<suffix>`;
  * add a line at the bottom for a new pool kind. What only one kind can do
  * (hard limits, crashes, child recycling) lives in its own test file. */
+#include <unistd.h>
+
 #include "pool_test.h"
 
 typedef struct contract {
@@ -150,6 +153,99 @@ static void c_free_leaves_nothing(pool_kind kind)
 	pt_expect_no_children();
 }
 
+/* What the start function and pool_take_done saw, in order: "S<seq>" and
+ * "D<seq>". */
+static char trace[256];
+static int64_t start_ns[8], start_pid[8];
+
+static void trace_add(char what, uint64_t seq)
+{
+	size_t n = strlen(trace);
+	snprintf(trace + n, sizeof trace - n, "%s%c%llu", n ? " " : "", what,
+		 (unsigned long long)seq);
+}
+
+static void on_start(void *arg, const pool_job *job)
+{
+	cr_assert_eq(arg, &ct);
+	cr_assert(job->seq < 8);
+	cr_assert_neq(job->start_ns, 0, "reported before it was stamped");
+	start_ns[job->seq] = job->start_ns;
+	start_pid[job->seq] = job->start_pid;
+	trace_add('S', job->seq);
+}
+
+/* Drives the pool as the loop does until `needle` is in the trace. */
+static void until_traced(const char *needle)
+{
+	int64_t until = task_monotonic_ns() + 5000000000LL;
+	while (!strstr(trace, needle)) {
+		cr_assert_lt(task_monotonic_ns(), until, "no '%s' in '%s'", needle, trace);
+		pool_job *j = pt_wait(ct.p, 0.05);
+		if (j) {
+			trace_add('D', j->seq);
+			pool_job_free(j);
+		}
+	}
+}
+
+/* One thread or child, three 0.3 s jobs queued at once: each start is
+ * reported after the job before it came back and before its own job does;
+ * while the first runs, the pool says it started and the others did not. */
+static void c_start_reports(pool_kind kind)
+{
+	ct.p = pt_pool(kind, 1, ct.reg);
+	trace[0] = '\0';
+	pool_on_start(ct.p, on_start, &ct);
+	for (uint64_t i = 1; i <= 3; i++) {
+		pool_job *j = pt_job_double(i, "test.sleep", 0.3);
+		j->report_start = true;
+		pt_submit(ct.p, j);
+	}
+	until_traced("S1");
+	int64_t ns = 0, pid = 0;
+	cr_assert(pool_job_started(ct.p, 1, &ns, &pid));
+	cr_assert_eq(ns, start_ns[1]);
+	cr_assert_eq(pid, start_pid[1]);
+	cr_assert_not(pool_job_started(ct.p, 2, &ns, &pid), "job 2 waits behind job 1");
+	cr_assert_not(pool_job_started(ct.p, 3, &ns, &pid));
+	cr_assert_not(pool_job_started(ct.p, 99, &ns, &pid), "a seq the pool does not hold");
+	until_traced("D3");
+	cr_assert_str_eq(trace, "S1 D1 S2 D2 S3 D3");
+	for (int i = 2; i <= 3; i++)
+		cr_assert_geq(start_ns[i] - start_ns[i - 1], 300000000LL, "job %d started early", i);
+	if (kind == POOL_THREADS)
+		cr_assert_eq(start_pid[1], (int64_t)getpid());
+	else
+		cr_assert(start_pid[1] > 0 && start_pid[1] != (int64_t)getpid());
+}
+
+/* Without report_start nothing is reported, but the start is still stamped
+ * (what inspect asks for), and a job taken back unrun has none. */
+static void c_start_stamped_unreported(pool_kind kind)
+{
+	ct.p = pt_pool(kind, 1, ct.reg);
+	pt_submit(ct.p, pt_job_double(1, "test.sleep", 0.3));
+	pt_submit(ct.p, pt_job_ints(2, "math.add", 1, 1));
+	int64_t ns = 0, pid = 0;
+	int64_t until = task_monotonic_ns() + 5000000000LL;
+	while (!pool_job_started(ct.p, 1, &ns, &pid)) {
+		cr_assert_lt(task_monotonic_ns(), until, "job 1 never started");
+		cr_assert_null(pt_wait(ct.p, 0.01));
+	}
+	cr_assert_gt(ns, 0);
+	cr_assert_eq(pool_terminate(ct.p, 2, 15, NULL), 0);
+	pool_job *j = pt_expect(ct.p, 5);
+	cr_assert_eq(j->seq, 2);
+	cr_assert_eq(j->status, TASK_PENDING);
+	cr_assert_eq(j->start_ns, 0, "a job handed back unrun has no start");
+	pool_job_free(j);
+	j = pt_expect(ct.p, 5);
+	cr_assert_eq(j->seq, 1);
+	cr_assert_eq(j->start_ns, ns);
+	pool_job_free(j);
+}
+
 #define POOL_CONTRACT(suffix, kind)                                                         \
 	TestSuite(pool_contract_##suffix, .init = contract_setup, .fini = contract_teardown,  \
 		  .timeout = 60);                                                             \
@@ -168,6 +264,11 @@ static void c_free_leaves_nothing(pool_kind kind)
 	Test(pool_contract_##suffix, free_leaves_no_fd_and_no_child)                           \
 	{                                                                                     \
 		c_free_leaves_nothing(kind);                                                  \
+	}                                                                                     \
+	Test(pool_contract_##suffix, starts_are_reported_in_order) { c_start_reports(kind); } \
+	Test(pool_contract_##suffix, starts_are_stamped_unreported)                           \
+	{                                                                                     \
+		c_start_stamped_unreported(kind);                                             \
 	}
 
 POOL_CONTRACT(prefork, POOL_PREFORK)
