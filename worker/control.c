@@ -572,7 +572,7 @@ void control_task_submitted(loop *l, loop_task *t, uint64_t seq)
 		c->active = a;
 		c->cap_active = cap;
 	}
-	c->active[c->n_active++] = (control_active){seq, t, control_wall_now()};
+	c->active[c->n_active++] = (control_active){seq, t};
 }
 
 static void count_done(control *c, const registry_entry *e)

@@ -833,7 +833,6 @@ bool control_is_revoked(const loop *l, const char *task_id);
 typedef struct control_active {
 	uint64_t seq;
 	loop_task *t;        /* the loop's; valid until control_task_done */
-	double time_start;   /* unix seconds it entered the pool */
 } control_active;
 
 /* Tasks processed per name, for stats' "total". */
