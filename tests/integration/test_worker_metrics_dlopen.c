@@ -19,19 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "support.h"
 #include "test_worker_support.h"
 #include "worker/worker.h"
-
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof a;
-	cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-		  getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
 
 static void nap_ms(int ms)
 {
@@ -76,7 +66,7 @@ static bool wait_status(int port, const char *path, int want, int timeout_ms)
 
 static metrics_options options(void)
 {
-	metrics_options o = {.port = free_port(), .pool = POOL_THREADS, .concurrency = 1,
+	metrics_options o = {.port = support_free_port(), .pool = POOL_THREADS, .concurrency = 1,
 			     .consumers = 1};
 	return o;
 }
@@ -249,7 +239,7 @@ Test(integration_metrics_dlopen, a_metrics_port_loads_microhttpd_and_serves,
      .fini = worker_test_fini, .timeout = 60)
 {
 	char args[1024];
-	int port = free_port();
+	int port = support_free_port();
 	snprintf(args, sizeof args, "%s -Q %s -c 1 -P threads --metrics-port %d", WORKER_PLUGINS,
 		 worker_test_queue(0, "metricsload"), port);
 	pid_t w = worker_test_start(args);

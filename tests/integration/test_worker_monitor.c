@@ -42,17 +42,6 @@ static void nap_ms(int ms)
 	nanosleep(&d, NULL);
 }
 
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof a;
-	cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-		  getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 /* GET http://127.0.0.1:port/path; the status (0: no answer), the body into
  * body (NUL-terminated). */
 static int http_get(int port, const char *path, char *body, size_t cap)
@@ -190,7 +179,7 @@ Test(integration_monitor, metrics_count_known_tasks_and_pass_promtool, .fini = m
 {
 	static char body[1 << 20];
 	char args[1024];
-	int port = free_port();
+	int port = support_free_port();
 	const char *queue = worker_test_queue(0, "metrics");
 	snprintf(args, sizeof args, "%s -Q %s -c 2 -P prefork --metrics-port %d", WORKER_PLUGINS,
 		 queue, port);
@@ -238,10 +227,10 @@ Test(integration_monitor, healthz_turns_503_when_the_broker_stops, .fini = monit
 {
 	char cmd[512], url[256] = "", args[1024];
 	snprintf(node, sizeof node, "evmh%d", (int)getpid());
-	snprintf(cmd, sizeof cmd, "%s start --name %s --port %d", RABBIT_LOCAL, node, free_port());
+	snprintf(cmd, sizeof cmd, "%s start --name %s --port %d", RABBIT_LOCAL, node, support_free_port());
 	cr_assert_eq(support_run(cmd, url, sizeof url), 0, "%s: %s", cmd, url);
 	url[strcspn(url, "\n")] = '\0';
-	int port = free_port();
+	int port = support_free_port();
 	snprintf(args, sizeof args, "%s -Q %s -c 1 -P threads --metrics-port %d --broker %s",
 		 WORKER_PLUGINS, worker_test_queue(0, "healthz"), port, url);
 	pid_t w = worker_test_start(args);

@@ -21,4 +21,8 @@ int support_url_host_port(const char *url, char *host, size_t hostlen, int *port
  * (NUL-terminated) and returns its exit status (-1 if it could not run). */
 int support_run(const char *cmd, char *out, size_t cap);
 
+/* A TCP port on 127.0.0.1 that was free a moment ago (bound, read, closed),
+ * for a server the test starts. */
+int support_free_port(void);
+
 #endif

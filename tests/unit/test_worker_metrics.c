@@ -11,22 +11,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "support.h"
 #include "worker/worker.h"
-
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof a;
-	cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-		  getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
 
 static metrics *start(void)
 {
-	metrics_options o = {.port = free_port(), .pool = POOL_THREADS, .concurrency = 3,
+	metrics_options o = {.port = support_free_port(), .pool = POOL_THREADS, .concurrency = 3,
 			     .consumers = 1};
 	metrics *m = NULL;
 	warren_error err = {0};
@@ -96,7 +86,7 @@ Test(worker_metrics, task_labels_are_escaped_and_capped)
 
 Test(worker_metrics, a_bad_bind_address_is_a_config_error)
 {
-	metrics_options o = {.port = free_port(), .bind = "localhost", .concurrency = 1};
+	metrics_options o = {.port = support_free_port(), .bind = "localhost", .concurrency = 1};
 	metrics *m = NULL;
 	warren_error err = {0};
 	cr_assert_eq(metrics_new(&o, &m, &err), WARREN_ECONFIG);
