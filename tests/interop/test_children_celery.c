@@ -43,23 +43,7 @@ static void start_celery(const char *queue, const char *backend)
 {
 	char log[256];
 	snprintf(log, sizeof log, "/tmp/warren-celery-children.%d.log", (int)getpid());
-	const char *broker = support_service_url("WARREN_TEST_BROKER");
-	const char *dir = support_source_path("tests/interop");
-	celery_pid = fork();
-	cr_assert_neq(celery_pid, -1, "fork: %s", strerror(errno));
-	if (celery_pid == 0) {
-		FILE *f = freopen(log, "w", stdout);
-		if (f)
-			dup2(fileno(f), 2);
-		setenv("WARREN_TEST_BROKER", broker, 1);
-		setenv("CELERY_RESULT_BACKEND", backend, 1);
-		if (chdir(dir) != 0)
-			_exit(127);
-		execl("/usr/bin/python3", "python3", "-m", "celery", "-A", "celery_app", "worker",
-		      "-P", "solo", "-c", "1", "-Q", queue, "--without-gossip", "--without-mingle",
-		      "--without-heartbeat", "-l", "warning", (char *)NULL);
-		_exit(127);
-	}
+	celery_pid = support_start_celery(queue, backend, log);
 }
 
 static pid_t start_warren(const char *queue, const char *backend)

@@ -37,27 +37,12 @@ static void make_queue_name(const char *what)
 	snprintf(queue, sizeof queue, "p.interop.%s.%d", what, (int)getpid());
 }
 
-/* Forks `python3 -m celery ... worker -Q <queue>` with its output in a log. */
+/* A Celery worker on this suite's queue, its output in a log. */
 static void start_worker(const char *backend_url)
 {
-	const char *broker = support_service_url("WARREN_TEST_BROKER");
 	char log[256];
 	snprintf(log, sizeof log, "/tmp/warren-celery-%s.log", queue);
-	worker_pid = fork();
-	cr_assert_neq(worker_pid, -1, "fork: %s", strerror(errno));
-	if (worker_pid == 0) {
-		FILE *f = freopen(log, "w", stdout);
-		if (f)
-			dup2(fileno(f), 2);
-		setenv("WARREN_TEST_BROKER", broker, 1);
-		setenv("CELERY_RESULT_BACKEND", backend_url, 1);
-		if (chdir(support_source_path("tests/interop")) != 0)
-			_exit(127);
-		execl("/usr/bin/python3", "python3", "-m", "celery", "-A", "celery_app", "worker",
-		      "-P", "solo", "-c", "1", "-Q", queue, "--without-gossip", "--without-mingle",
-		      "--without-heartbeat", "-l", "warning", (char *)NULL);
-		_exit(127);
-	}
+	worker_pid = support_start_celery(queue, backend_url, log);
 }
 
 static void stop_worker(void)

@@ -2,6 +2,7 @@
 #include "support.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,4 +73,27 @@ int support_free_port(void)
 		  getsockname(fd, (struct sockaddr *)&a, &len) == 0);
 	close(fd);
 	return ntohs(a.sin_port);
+}
+
+pid_t support_start_celery(const char *queue, const char *backend, const char *log)
+{
+	/* Before the fork: an assertion in the child would hang Criterion. */
+	const char *broker = support_service_url("WARREN_TEST_BROKER");
+	const char *dir = support_source_path("tests/interop");
+	pid_t pid = fork();
+	cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		FILE *f = freopen(log, "w", stdout);
+		if (f)
+			dup2(fileno(f), 2);
+		setenv("WARREN_TEST_BROKER", broker, 1);
+		setenv("CELERY_RESULT_BACKEND", backend, 1);
+		if (chdir(dir) != 0)
+			_exit(127);
+		execl("/usr/bin/python3", "python3", "-m", "celery", "-A", "celery_app", "worker",
+		      "-P", "solo", "-c", "1", "-Q", queue, "--without-gossip", "--without-mingle",
+		      "--without-heartbeat", "-l", "warning", (char *)NULL);
+		_exit(127);
+	}
+	return pid;
 }

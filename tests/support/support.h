@@ -4,6 +4,7 @@
 #define WARREN_TEST_SUPPORT_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 /* The URL in environment variable `var` (WARREN_TEST_BROKER, WARREN_TEST_REDIS).
  * Fails the calling test, never skips it, when the variable is unset: tests
@@ -24,5 +25,12 @@ int support_run(const char *cmd, char *out, size_t cap);
 /* A TCP port on 127.0.0.1 that was free a moment ago (bound, read, closed),
  * for a server the test starts. */
 int support_free_port(void);
+
+/* Forks a Celery 5.2 worker as the interop tests run it: `python3 -m celery
+ * -A celery_app worker -P solo -c 1 -Q queue` without gossip, mingle or
+ * heartbeat, in tests/interop, with WARREN_TEST_BROKER set and
+ * CELERY_RESULT_BACKEND = backend, its output in log. Returns its pid; the
+ * caller kills and reaps it. */
+pid_t support_start_celery(const char *queue, const char *backend, const char *log);
 
 #endif
