@@ -313,6 +313,31 @@ static int unpack_headers(const void *headers, size_t len, const schema_limits *
 	return rc;
 }
 
+/* What both decoders do first: the format from the content type, then a
+ * zone with the headers and body unpacked into it under lim. On success the
+ * zone is the caller's. `what` names the message in errors. */
+static int unpack_message(const char *content_type, const void *headers, size_t headers_len,
+			  const void *body, size_t body_len, const schema_limits *lim,
+			  const char *what, schema_control_format *fmt, msgpack_zone **zone,
+			  msgpack_object *hdrs, msgpack_object *obj, warren_error *err)
+{
+	int rc = schema_control_format_of(content_type, fmt, err);
+	if (rc != 0)
+		return rc;
+	msgpack_zone *z = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE);
+	if (!z)
+		return warren_error_set(err, WARREN_ENOMEM, "%s: out of memory", what);
+	rc = unpack_headers(headers, headers_len, lim, z, hdrs, err);
+	if (rc == 0)
+		rc = unpack_body(*fmt, body, body_len, lim, what, z, obj, err);
+	if (rc != 0) {
+		msgpack_zone_free(z);
+		return rc;
+	}
+	*zone = z;
+	return 0;
+}
+
 /* ---- requests ---- */
 
 static int read_destination(const msgpack_object *body, const schema_limits *lim,
@@ -425,32 +450,27 @@ int schema_control_request_decode(const char *content_type, const void *headers,
 		lim = &def;
 	}
 	schema_control_format fmt;
-	int rc = schema_control_format_of(content_type, &fmt, err);
+	msgpack_zone *zone;
+	msgpack_object hdrs, obj;
+	int rc = unpack_message(content_type, headers, headers_len, body, body_len, lim,
+				"control request", &fmt, &zone, &hdrs, &obj, err);
 	if (rc != 0)
 		return rc;
 	schema_control_request *req = calloc(1, sizeof *req);
-	if (!req)
-		return warren_error_set(err, WARREN_ENOMEM, "control request: out of memory");
-	req->format = fmt;
-	req->zone = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE);
-	if (!req->zone) {
+	if (!req) {
 		rc = warren_error_set(err, WARREN_ENOMEM, "control request: out of memory");
-		goto out_req;
-	}
-	msgpack_object hdrs, obj;
-	rc = unpack_headers(headers, headers_len, lim, req->zone, &hdrs, err);
-	if (rc == 0)
-		rc = unpack_body(fmt, body, body_len, lim, "control request", req->zone, &obj, err);
-	if (rc == 0)
-		rc = read_request(&obj, &hdrs, lim, req, err);
-	if (rc != 0)
 		goto out_zone;
+	}
+	req->format = fmt;
+	req->zone = zone;
+	if ((rc = read_request(&obj, &hdrs, lim, req, err)) != 0)
+		goto out_req;
 	*out = req;
 	return 0;
-out_zone:
-	msgpack_zone_free(req->zone);
 out_req:
 	free(req);
+out_zone:
+	msgpack_zone_free(zone);
 	return rc;
 }
 
@@ -745,31 +765,26 @@ int schema_control_reply_decode(const char *content_type, const void *headers,
 		lim = &def;
 	}
 	schema_control_format fmt;
-	int rc = schema_control_format_of(content_type, &fmt, err);
+	msgpack_zone *zone;
+	msgpack_object hdrs, obj;
+	int rc = unpack_message(content_type, headers, headers_len, body, body_len, lim,
+				"control reply", &fmt, &zone, &hdrs, &obj, err);
 	if (rc != 0)
 		return rc;
 	schema_control_reply *r = calloc(1, sizeof *r);
-	if (!r)
-		return warren_error_set(err, WARREN_ENOMEM, "control reply: out of memory");
-	r->zone = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE);
-	if (!r->zone) {
+	if (!r) {
 		rc = warren_error_set(err, WARREN_ENOMEM, "control reply: out of memory");
-		goto out_reply;
-	}
-	msgpack_object hdrs, obj;
-	rc = unpack_headers(headers, headers_len, lim, r->zone, &hdrs, err);
-	if (rc == 0)
-		rc = unpack_body(fmt, body, body_len, lim, "control reply", r->zone, &obj, err);
-	if (rc == 0)
-		rc = read_reply(&obj, &hdrs, r, err);
-	if (rc != 0)
 		goto out_zone;
+	}
+	r->zone = zone;
+	if ((rc = read_reply(&obj, &hdrs, r, err)) != 0)
+		goto out_reply;
 	*out = r;
 	return 0;
-out_zone:
-	msgpack_zone_free(r->zone);
 out_reply:
 	free(r);
+out_zone:
+	msgpack_zone_free(zone);
 	return rc;
 }
 
